@@ -1,0 +1,78 @@
+# The two commands a fresh machine needs are `make up` and `make test`; each sets up what it uses.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONPATH := $(CURDIR)/e2e
+KUBECONFIG_PATH = $${CARDPOOL_CLUSTER_DIR:-$(CURDIR)/.cluster}/kubeconfig
+KUBECTL = $$(bash e2e/cluster/build-binaries.sh)/kubectl --kubeconfig $(KUBECONFIG_PATH)
+OPERATOR_HEALTH := http://127.0.0.1:16480/healthz
+
+.PHONY: up down test unit e2e bench kubeconfig bindir binaries deps venv lint operator lock
+
+## up: local cluster + small heterogeneous fleet + CRDs + the operator, all running in the background
+up: deps venv binaries
+	$(PY) -m localkube up --fleet e2e/fleets/small.yaml
+	@if compgen -G 'crds/*.yaml' >/dev/null; then \
+	  $(KUBECTL) apply --server-side -f crds/ && \
+	  $(KUBECTL) wait --for condition=established --timeout=60s -f crds/; fi
+	$(MAKE) --no-print-directory operator
+	@echo "ready: PATH=\$$(make -s bindir):\$$PATH KUBECONFIG=\$$(make -s kubeconfig) kubectl get nodes"
+
+## operator: (re)start the operator against the local cluster; its log is .cluster/logs/operator.log
+operator: venv
+	KUBECONFIG=$(KUBECONFIG_PATH) $(PY) -m localkube start operator --ready-url $(OPERATOR_HEALTH) -- \
+	  $(VENV)/bin/kopf run --standalone --all-namespaces --liveness=$(OPERATOR_HEALTH) -m cardpool.handlers
+
+## down: stop every process `make up` (or the tests) started
+down: venv
+	$(PY) -m localkube down
+
+## test: unit tests and e2e tests (the e2e fixture starts the local cluster when it is not up)
+test: deps venv binaries
+	$(PY) -m pytest
+
+unit: venv
+	$(PY) -m pytest tests
+
+e2e: deps venv binaries
+	$(PY) -m pytest e2e
+
+## bench: benchmarks; each prints JSON
+bench: deps venv binaries
+	$(PY) -m localkube bench
+
+kubeconfig:
+	@echo $(KUBECONFIG_PATH)
+
+bindir: deps
+	@bash e2e/cluster/build-binaries.sh
+
+binaries: deps
+	@bash e2e/cluster/build-binaries.sh >/dev/null
+
+deps:
+	@bash e2e/cluster/install-deps.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -c constraints.txt pip
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
+## lock: re-resolve the newest versions into constraints.txt (then run make test and commit both)
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip setuptools
+	.lock-venv/bin/pip install -q '.[dev]'
+	{ echo "# Exact versions of every Python package cardpool installs (pip -c). Regenerate with: make lock"; \
+	  .lock-venv/bin/pip freeze --all | grep -v '^cardpool' ; } > constraints.txt
+	rm -rf .lock-venv

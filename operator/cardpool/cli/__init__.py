@@ -1,0 +1,1 @@
+"""The `cardpool` command (also `kubectl cardpool`)."""

@@ -1,0 +1,1 @@
+"""Discrete-event simulator driving the same core with a virtual clock."""
