@@ -10,14 +10,15 @@ KUBECONFIG_PATH = $${CARDPOOL_CLUSTER_DIR:-$(CURDIR)/.cluster}/kubeconfig
 KUBECTL = $$(bash e2e/cluster/build-binaries.sh)/kubectl --kubeconfig $(KUBECONFIG_PATH)
 OPERATOR_HEALTH := http://127.0.0.1:16480/healthz
 
-.PHONY: up down test unit e2e bench kubeconfig bindir binaries deps venv lint operator lock
+.PHONY: up down test unit e2e bench kubeconfig bindir binaries deps venv lint operator lock crds
 
 ## up: local cluster + small heterogeneous fleet + CRDs + the operator, all running in the background
 up: deps venv binaries
 	$(PY) -m localkube up --fleet e2e/fleets/small.yaml
 	@if compgen -G 'crds/*.yaml' >/dev/null; then \
 	  $(KUBECTL) apply --server-side -f crds/ && \
-	  $(KUBECTL) wait --for condition=established --timeout=60s -f crds/; fi
+	  $(KUBECTL) wait --for condition=established --timeout=60s -f crds/ && \
+	  $(KUBECTL) apply --server-side -f manifests/admission/; fi
 	$(MAKE) --no-print-directory operator
 	@echo "ready: PATH=\$$(make -s bindir):\$$PATH KUBECONFIG=\$$(make -s kubeconfig) kubectl get nodes"
 
@@ -64,9 +65,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
+## crds: regenerate crds/, manifests/admission/ and docs/api.md from the models in cardpool.api
+crds: venv
+	$(PY) -m cardpool.api.crdgen
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(PY) -m cardpool.api.crdgen --check
 
 ## lock: re-resolve the newest versions into constraints.txt (then run make test and commit both)
 lock:

@@ -20,11 +20,12 @@ from kubernetes.client.exceptions import ApiException
 
 from localkube import fleet as fleets
 from localkube.cluster import Cluster
-from localkube.config import FLEETS, bindir
+from localkube.config import FLEETS, REPO, bindir
 from localkube.testing import Kube, dump
 from localkube.waiting import wait_for
 
 SMALL_FLEET = FLEETS / "small.yaml"
+CRDS = REPO / "crds"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -64,6 +65,16 @@ def kube() -> Iterator[Kube]:
         api.close()
         if cluster and started and os.environ.get("CARDPOOL_KEEP_CLUSTER") != "1":
             cluster.down()
+
+
+@pytest.fixture(scope="session")
+def crds(kube: Kube) -> list[str]:
+    """cardpool's CRDs from crds/, installed with server-side apply and Established, and its admission policy."""
+    files = sorted(CRDS.glob("*.yaml"))
+    kube.run("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+    kube.run("wait", "--for", "condition=Established", "--timeout=60s", "-f", str(CRDS))
+    kube.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "manifests" / "admission"))
+    return [f.name for f in files]
 
 
 @pytest.fixture

@@ -126,7 +126,11 @@ def apply(core: client.CoreV1Api, fleet: Fleet, prune: bool = True, timeout: flo
     localkube when `prune`, and wait until every fleet node is Ready. Returns counts."""
     wanted = fleet.node_objects()
     names = {n["metadata"]["name"] for n in wanted}
-    existing = {n.metadata.name for n in core.list_node(label_selector=FLEET_LABEL).items}
+    existing = {n.metadata.name: n.metadata.labels.get(FLEET_LABEL)
+                for n in core.list_node(label_selector=FLEET_LABEL).items}
+    # A node of the same name from another fleet file has other labels and capacity: replace it.
+    replaced = sorted(n for n in names & existing.keys() if existing[n] != fleet.name)
+    stale = sorted(existing.keys() - names) if prune else []
 
     def create(node: dict) -> bool:
         try:
@@ -144,10 +148,18 @@ def apply(core: client.CoreV1Api, fleet: Fleet, prune: bool = True, timeout: flo
             if exc.status != 404:
                 raise
 
+    def gone(names_: list[str]) -> bool:
+        left = {n.metadata.name for n in core.list_node(label_selector=FLEET_LABEL).items} & set(names_)
+        if left:
+            raise NotYet(f"{len(left)} still present, e.g. {sorted(left)[:5]}")
+        return True
+
     with ThreadPoolExecutor(max_workers=8) as pool:
-        created = sum(pool.map(create, [n for n in wanted if n["metadata"]["name"] not in existing]))
-        stale = sorted(existing - names) if prune else []
-        list(pool.map(delete, stale))
+        list(pool.map(delete, replaced + stale))
+        if replaced:
+            wait_for(f"{len(replaced)} nodes of another fleet to be deleted", lambda: gone(replaced), timeout=60)
+        keep = existing.keys() - set(replaced)
+        created = sum(pool.map(create, [n for n in wanted if n["metadata"]["name"] not in keep]))
 
     def all_ready() -> bool:
         ready = {n.metadata.name for n in core.list_node(label_selector=f"{FLEET_LABEL}={fleet.name}").items
@@ -158,7 +170,7 @@ def apply(core: client.CoreV1Api, fleet: Fleet, prune: bool = True, timeout: flo
 
     wait_for(f"all {len(names)} nodes of fleet {fleet.name!r} to be Ready (KWOK's node-initialize stage)",
              all_ready, timeout=timeout, interval=1.0)
-    return {"nodes": len(names), "created": created, "pruned": len(stale)}
+    return {"nodes": len(names), "created": created, "replaced": len(replaced), "pruned": len(stale)}
 
 
 def _is_ready(node: client.V1Node) -> bool:

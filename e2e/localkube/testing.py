@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,13 @@ class Kube:
     @property
     def kubectl(self) -> list[str]:
         return [str(self.bindir / "kubectl"), "--kubeconfig", str(self.kubeconfig)]
+
+    def run(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess:
+        """Run kubectl; with `check`, a non-zero exit fails with kubectl's own error output."""
+        result = subprocess.run([*self.kubectl, *args], capture_output=True, text=True, input=stdin, timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
+        return result
 
 
 def dump(kube: Kube, namespace: str) -> str:

@@ -1,0 +1,372 @@
+"""Generate the CRDs (crds/*.yaml) and the field reference (docs/api.md) from the pydantic models.
+
+    python -m cardpool.api.crdgen           # write crds/ and docs/api.md
+    python -m cardpool.api.crdgen --check   # exit 1 if they differ from the models
+
+Pydantic's JSON schema becomes a structural OpenAPI v3 schema: references inlined, optional fields plain,
+exclusive bounds in OpenAPI 3.0 form, titles dropped, descriptions kept (so `kubectl explain` explains).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from .cardpool import CardPoolSpec, CardPoolStatus
+from .checkpoint import CheckpointSpec, CheckpointStatus
+from .keys import CARDPOOL_PLURAL, CHECKPOINT_PLURAL, GROUP, TRAININGJOB_PLURAL, VERSION
+from .phases import KSTATUS, PHASE_CONDITIONS
+from .trainingjob import ROOT_RULES, TrainingJobSpec, TrainingJobStatus
+
+CATEGORY = "cardpool-all"
+REPO = Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class Kind:
+    kind: str
+    plural: str
+    scope: str
+    short_names: list[str]
+    description: str
+    spec: type[BaseModel]
+    status: type[BaseModel]
+    columns: list[dict]
+    scale: dict | None = None
+    root_rules: list[dict] = field(default_factory=list)
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+
+def _col(name: str, path: str, type_: str = "string", description: str = "", priority: int = 0) -> dict:
+    out = {"name": name, "type": type_, "jsonPath": path}
+    if description:
+        out["description"] = description
+    if priority:
+        out["priority"] = priority
+    return out
+
+
+AGE = _col("Age", ".metadata.creationTimestamp", "date")
+KINDS = [
+    Kind(
+        kind="CardPool", plural=CARDPOOL_PLURAL, scope="Cluster", short_names=["cpool"],
+        description="A pool of accelerator cards over heterogeneous node groups, one accelerator model each.",
+        spec=CardPoolSpec, status=CardPoolStatus,
+        columns=[
+            _col("Groups", ".status.groupCount", "integer", "Node groups"),
+            _col("Cards", ".status.cards", "integer", "Card capacity"),
+            _col("Free", ".status.freeCards", "integer", "Healthy unallocated cards"),
+            _col("Unhealthy", ".status.unhealthyCards", "integer", "Cards lost to faults and drains"),
+            _col("Frag%", ".status.fragmentationPercent", "integer", "Free cards that cannot host a full-node worker"),
+            _col("Ready", '.status.conditions[?(@.type=="Ready")].status', description="Ready condition"),
+            AGE,
+        ],
+    ),
+    Kind(
+        kind="TrainingJob", plural=TRAININGJOB_PLURAL, scope="Namespaced", short_names=["tj", "tjob"],
+        description="A parallel training job placed as a gang of workers on a CardPool.",
+        spec=TrainingJobSpec, status=TrainingJobStatus,
+        columns=[
+            _col("Pool", ".spec.pool", description="CardPool"),
+            _col("Accelerator", ".status.accelerator", description="Accelerator model(s) in use"),
+            _col("Size", ".status.size", description="Workers: current/desired"),
+            _col("Phase", ".status.phase"),
+            _col("Restarts", ".status.restarts.counted", "integer", "Restarts counted against the budget"),
+            _col("Checkpoint", ".status.lastCheckpoint.step", "integer", "Step of the newest complete checkpoint"),
+            AGE,
+            _col("Attempt", ".status.attempt", "integer", "Restart generation", priority=1),
+            _col("World", ".status.worldSize", "integer", "Cards in use", priority=1),
+        ],
+        scale={"specReplicasPath": ".spec.workers.size.desired", "statusReplicasPath": ".status.workers",
+               "labelSelectorPath": ".status.selector"},
+        root_rules=ROOT_RULES,
+    ),
+    Kind(
+        kind="Checkpoint", plural=CHECKPOINT_PLURAL, scope="Namespaced", short_names=["ckpt"],
+        description="A checkpoint reported by a TrainingJob's rank 0; only complete ones are used.",
+        spec=CheckpointSpec, status=CheckpointStatus,
+        columns=[
+            _col("Job", ".spec.job"),
+            _col("Step", ".spec.step", "integer"),
+            _col("Attempt", ".spec.attempt", "integer"),
+            _col("World", ".spec.worldSize", "integer", "Cards when saved"),
+            _col("Complete", ".spec.complete", "boolean"),
+            _col("Accepted", '.status.conditions[?(@.type=="Accepted")].status'),
+            AGE,
+        ],
+    ),
+]
+
+
+# ---- pydantic JSON schema -> structural OpenAPI v3 ---------------------------------------------------------
+
+_DROP = {"title", "$defs"}
+
+
+def structural(model: type[BaseModel]) -> dict:
+    raw = model.model_json_schema(by_alias=True, mode="validation", ref_template="#/$defs/{model}")
+    return _convert(raw, raw.get("$defs", {}))
+
+
+def _convert(node: Any, defs: dict) -> Any:
+    if isinstance(node, list):
+        return [_convert(n, defs) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "$ref" in node:  # a field pointing at a model or enum: inline it, the field's own keys win
+        target = copy.deepcopy(defs[node.pop("$ref").split("/")[-1]])
+        node = {**target, **node}
+    if "allOf" in node and len(node["allOf"]) == 1:
+        node = {**node.pop("allOf")[0], **node}
+        return _convert(node, defs)
+    if "anyOf" in node and not node.get("x-kubernetes-int-or-string"):
+        options = [o for o in node["anyOf"] if o != {"type": "null"}]
+        if len(options) == 1:  # Optional[X]: the field may be absent; null is never stored
+            rest = {k: v for k, v in node.items() if k != "anyOf"}
+            if rest.get("default", 0) is None:
+                rest.pop("default")
+            return _convert({**options[0], **rest}, defs)
+    if "$ref" in node or "allOf" in node:
+        return _convert(node, defs)
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROP:
+            continue
+        if key == "additionalProperties" and value is False:
+            continue  # extra="forbid": unknown fields are pruned or rejected by the server anyway
+        if key == "additionalProperties" and value is True:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+            continue
+        if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            bound = "minimum" if key == "exclusiveMinimum" else "maximum"
+            out[bound] = value
+            out[key] = True
+            continue
+        if key == "properties":
+            out[key] = {name: _convert(prop, defs) for name, prop in value.items()}
+            continue
+        out[key] = _convert(value, defs)
+    if "properties" in out and "type" not in out:
+        out["type"] = "object"
+    if "enum" in out and "type" not in out:
+        out["type"] = "string"
+    return out
+
+
+def crd(kind: Kind) -> dict:
+    root: dict[str, Any] = {
+        "type": "object",
+        "description": kind.description,
+        "properties": {
+            "apiVersion": {"type": "string", "description": "APIVersion of this object: cardpool.io/v1alpha1."},
+            "kind": {"type": "string", "description": f"Kind of this object: {kind.kind}."},
+            "metadata": {"type": "object"},
+            "spec": structural(kind.spec),
+            "status": structural(kind.status),
+        },
+        "required": ["spec"],
+    }
+    if kind.root_rules:
+        root["x-kubernetes-validations"] = kind.root_rules
+    subresources: dict[str, Any] = {"status": {}}
+    if kind.scale:
+        subresources["scale"] = kind.scale
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": kind.name},
+        "spec": {
+            "group": GROUP,
+            "names": {"kind": kind.kind, "listKind": f"{kind.kind}List", "plural": kind.plural,
+                      "singular": kind.singular, "shortNames": kind.short_names, "categories": [CATEGORY]},
+            "scope": kind.scope,
+            "versions": [{
+                "name": VERSION, "served": True, "storage": True,
+                "schema": {"openAPIV3Schema": root},
+                "subresources": subresources,
+                "additionalPrinterColumns": kind.columns,
+            }],
+        },
+    }
+
+
+def crd_files() -> dict[Path, str]:
+    header = "# Generated by `python -m cardpool.api.crdgen` from cardpool.api; do not edit.\n"
+    return {REPO / "crds" / f"{GROUP}_{k.plural}.yaml": header + yaml.safe_dump(crd(k), sort_keys=False, width=120)
+            for k in KINDS}
+
+
+# ---- admission policy: rules across objects, which CRD schemas cannot express ------------------------------
+
+POLICY_NAME = f"trainingjob-accelerators.{GROUP}"
+_OFFERED = "params.spec.nodeGroups.exists(g, g.accelerator.model == m)"
+
+
+def accelerator_policy() -> list[dict]:
+    """A ValidatingAdmissionPolicy refusing a TrainingJob whose accelerator preferences name a model its
+    CardPool has no group of. The binding selects every CardPool as a param; the expression checks only the
+    pool the job names, so a job is checked against exactly its pool (and admitted when that pool does not
+    exist yet: GitOps may apply the job first, and the operator then reports the missing pool)."""
+    return [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": POLICY_NAME},
+            "spec": {
+                "failurePolicy": "Fail",
+                "paramKind": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CardPool"},
+                "matchConstraints": {"resourceRules": [{
+                    "apiGroups": [GROUP], "apiVersions": [VERSION], "operations": ["CREATE", "UPDATE"],
+                    "resources": [TRAININGJOB_PLURAL]}]},
+                "validations": [{
+                    "expression": "params.metadata.name != object.spec.pool || "
+                                  f"object.spec.placement.accelerators.all(m, {_OFFERED})",
+                    "messageExpression": "'spec.placement.accelerators must name models that CardPool ' + "
+                                         "params.metadata.name + ' has: ' + object.spec.placement.accelerators"
+                                         f".filter(m, !({_OFFERED})).join(', ') + ' not among ' + "
+                                         "params.spec.nodeGroups.map(g, g.accelerator.model).join(', ')",
+                    "reason": "Invalid",
+                }],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": POLICY_NAME},
+            "spec": {
+                "policyName": POLICY_NAME,
+                "validationActions": ["Deny"],
+                "paramRef": {"selector": {}, "parameterNotFoundAction": "Allow"},
+            },
+        },
+    ]
+
+
+def policy_file() -> dict[Path, str]:
+    header = ("# Generated by `python -m cardpool.api.crdgen`; do not edit. Install after the CRDs.\n"
+              "# Refuses a TrainingJob whose spec.placement.accelerators names a model its CardPool lacks.\n")
+    return {REPO / "manifests" / "admission" / "trainingjob-accelerators.yaml":
+            header + yaml.safe_dump_all(accelerator_policy(), sort_keys=False, width=120)}
+
+
+# ---- field reference ---------------------------------------------------------------------------------------
+
+def fields(schema: dict, prefix: str) -> list[tuple[str, dict, bool]]:
+    """(path, schema, required) for every field below `schema`, depth first."""
+    out = []
+    required = set(schema.get("required", []))
+    for name, prop in schema.get("properties", {}).items():
+        path = f"{prefix}.{name}"
+        out.append((path, prop, name in required))
+        child = prop.get("items", prop) if prop.get("type") == "array" else prop
+        out.extend(fields(child, path + ("[]" if prop.get("type") == "array" else "")))
+    return out
+
+
+def _type(prop: dict) -> str:
+    if prop.get("x-kubernetes-int-or-string"):
+        return "int or string"
+    kind = prop.get("type", "object")
+    if kind == "array":
+        return f"[]{_type(prop.get('items', {}))}"
+    if kind == "object" and "additionalProperties" in prop:
+        return f"map[string]{_type(prop['additionalProperties'])}"
+    return kind
+
+
+def _constraints(prop: dict) -> str:
+    parts = []
+    if "enum" in prop:
+        parts.append("one of " + ", ".join(f"`{v}`" for v in prop["enum"]))
+    low, high = prop.get("minimum"), prop.get("maximum")
+    if low is not None or high is not None:
+        lo = "(" if prop.get("exclusiveMinimum") else "["
+        parts.append(f"{lo}{'' if low is None else low}, {'' if high is None else high}]")
+    for key, label in (("minItems", "min items"), ("maxItems", "max items"), ("maxLength", "max length"),
+                       ("minProperties", "min entries")):
+        if key in prop:
+            parts.append(f"{label} {prop[key]}")
+    if "pattern" in prop:
+        parts.append(f"pattern `{prop['pattern']}`")
+    for rule_ in prop.get("x-kubernetes-validations", []):
+        parts.append(f"rule: {rule_['message']}")
+    return "; ".join(parts)
+
+
+def reference() -> str:
+    lines = ["# cardpool API reference (cardpool.io/v1alpha1)", "",
+             "Generated by `python -m cardpool.api.crdgen` from the models in `cardpool.api`; a test fails when it",
+             "drifts. `kubectl explain <kind>.<field>` shows the same descriptions from the installed CRDs.", ""]
+    for kind in KINDS:
+        schema = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        lines += [f"## {kind.kind}", "", f"{kind.description} Scope: {kind.scope}; short names: "
+                  f"{', '.join(kind.short_names)}; category `{CATEGORY}`."
+                  + (" Scale subresource: `kubectl scale` sets `spec.workers.size.desired`." if kind.scale else ""),
+                  ""]
+        for rule_ in schema.get("x-kubernetes-validations", []):
+            lines.append(f"Rule: {rule_['message']}.")
+            lines.append("")
+        lines += ["| field | type | required | default | constraints | description |", "|---|---|---|---|---|---|"]
+        for path, prop, req in fields(schema, kind.singular):
+            if path.endswith((".apiVersion", ".kind", ".metadata")) and path.count(".") == 1:
+                continue
+            default = ""
+            if "default" in prop:
+                default = f"`{yaml.safe_dump(prop['default'], default_flow_style=True).strip()}`"
+            desc = " ".join(prop.get("description", "").split())
+            cells = [f"`{path}`", _type(prop), "yes" if req else "", default, _constraints(prop), desc]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("")
+    return "\n".join(lines + phase_table())
+
+
+def phase_table() -> list[str]:
+    rows = ["## TrainingJob phases and conditions", "",
+            "Conditions follow the Kubernetes convention (type, status, reason, message, lastTransitionTime,",
+            "observedGeneration). kstatus, which Flux and cli-utils use, reads `Stalled` and `Reconciling`;",
+            "`Ready` and `Suspended` are for people and Argo CD.", "",
+            "| phase | Ready | Reconciling | Stalled | Suspended | kstatus |", "|---|---|---|---|---|---|"]
+    for phase, flags in PHASE_CONDITIONS.items():
+        rows.append(f"| {phase.value} | " + " | ".join(str(f) for f in flags) + f" | {KSTATUS[phase]} |")
+    return [*rows, ""]
+
+
+def generated() -> dict[Path, str]:
+    return {**crd_files(), **policy_file(), REPO / "docs" / "api.md": reference()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cardpool.api.crdgen", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail if crds/ or docs/api.md are out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for path, text in generated().items():
+        current = path.read_text() if path.exists() else None
+        if current != text:
+            stale.append(path)
+            if not args.check:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+    for path in stale:
+        shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+        print(f"{'out of date' if args.check else 'wrote'}: {shown}")
+    return 1 if (args.check and stale) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

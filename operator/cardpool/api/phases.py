@@ -1,0 +1,37 @@
+"""How a TrainingJob's phase shows in its conditions, so kstatus (Flux, cli-utils) and people read it alike.
+
+kstatus computes: Stalled=True -> Failed; Reconciling=True -> InProgress; otherwise Current (when
+status.observedGeneration == metadata.generation). Ready is for people and Argo CD.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from .conditions import Condition, set_condition
+from .trainingjob import Phase
+
+READY, RECONCILING, STALLED, SUSPENDED = "Ready", "Reconciling", "Stalled", "Suspended"
+
+# phase -> (Ready, Reconciling, Stalled, Suspended), and the kstatus result it gives
+PHASE_CONDITIONS: dict[Phase, tuple[bool, bool, bool, bool]] = {
+    Phase.QUEUED: (False, True, False, False),  # InProgress: waiting for cards
+    Phase.STARTING: (False, True, False, False),  # InProgress: gang pods being created and started
+    Phase.RUNNING: (True, False, False, False),  # Current
+    Phase.RESTARTING: (False, True, False, False),  # InProgress: new attempt from the latest checkpoint
+    Phase.SUSPENDED: (False, False, False, True),  # Current: suspended on purpose
+    Phase.SUCCEEDED: (True, False, False, False),  # Current: finished
+    Phase.FAILED: (False, False, True, False),  # Failed
+}
+KSTATUS = {Phase.QUEUED: "InProgress", Phase.STARTING: "InProgress", Phase.RUNNING: "Current",
+           Phase.RESTARTING: "InProgress", Phase.SUSPENDED: "Current", Phase.SUCCEEDED: "Current",
+           Phase.FAILED: "Failed"}
+
+
+def conditions_for_phase(conditions: list[Condition], phase: Phase, reason: str, message: str, now: datetime,
+                         observed_generation: int | None) -> list[Condition]:
+    """Set Ready, Reconciling, Stalled and Suspended for `phase`; each keeps its lastTransitionTime unless its
+    status flips."""
+    for type_, status in zip((READY, RECONCILING, STALLED, SUSPENDED), PHASE_CONDITIONS[phase], strict=True):
+        conditions = set_condition(conditions, type_, status, reason, message, now, observed_generation)
+    return conditions

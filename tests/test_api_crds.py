@@ -1,0 +1,94 @@
+"""crds/ and docs/api.md are generated from the models; the schemas are structural and fully described."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cardpool.api import crdgen
+from cardpool.api.cardpool import CardPool
+from cardpool.api.trainingjob import TrainingJob
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "manifests" / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", sorted(crdgen.generated()), ids=lambda p: p.name)
+def test_generated_files_match_the_models(path: Path) -> None:
+    assert path.exists(), f"{path} missing: run python -m cardpool.api.crdgen"
+    assert path.read_text() == crdgen.generated()[path], (
+        f"{path.relative_to(ROOT)} drifted from cardpool.api: run python -m cardpool.api.crdgen")
+
+
+def schemas() -> list[tuple[str, dict]]:
+    return [(k.kind, crdgen.crd(k)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]) for k in crdgen.KINDS]
+
+
+def walk(node: dict, path: str):
+    yield path, node
+    for name, prop in node.get("properties", {}).items():
+        yield from walk(prop, f"{path}.{name}")
+    if "items" in node:
+        yield from walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from walk(node["additionalProperties"], f"{path}{{}}")
+
+
+@pytest.mark.parametrize(("kind", "schema"), schemas(), ids=lambda v: v if isinstance(v, str) else "")
+def test_schema_is_structural(kind: str, schema: dict) -> None:
+    for path, node in walk(schema, kind):
+        assert "$ref" not in node and "allOf" not in node and "oneOf" not in node, path
+        assert "title" not in node and node.get("type") != "null", path
+        if "anyOf" in node:
+            assert node.get("x-kubernetes-int-or-string"), path
+        else:
+            assert "type" in node, f"{path} has no type"
+        assert node.get("additionalProperties") is not False, path
+        assert not isinstance(node.get("exclusiveMinimum"), int | float) or isinstance(
+            node["exclusiveMinimum"], bool), path
+
+
+@pytest.mark.parametrize(("kind", "schema"), schemas(), ids=lambda v: v if isinstance(v, str) else "")
+def test_every_field_is_described_and_in_the_reference(kind: str, schema: dict) -> None:
+    reference = (ROOT / "docs" / "api.md").read_text()
+    for path, node in walk(schema, kind.lower()):
+        envelope = path.count(".") == 1 and path.endswith((".apiVersion", ".kind", ".metadata"))
+        if envelope or path.count(".") == 0 or path.endswith(("{}", "[]")):
+            continue
+        assert node.get("description"), f"{path} has no description"
+        if ".template." not in path:
+            assert f"`{path}`" in reference, f"{path} missing from docs/api.md"
+
+
+def test_example_manifests_parse_with_the_models() -> None:
+    kinds = {"CardPool": CardPool, "TrainingJob": TrainingJob}
+    seen = set()
+    for path in EXAMPLES:
+        obj = yaml.safe_load(path.read_text())
+        kinds[obj["kind"]].model_validate(obj)
+        seen.add(obj["kind"])
+        if obj["kind"] == "TrainingJob":
+            seen.add(obj["spec"]["placement"].get("mode", "Homogeneous") + obj["spec"].get("framework", ""))
+    assert {"CardPool", "TrainingJob", "HomogeneousPyTorch", "HomogeneousMindSpore", "MixedDeepSpeed"} <= seen
+
+
+def test_trainingjob_has_scale_status_printer_columns_and_category() -> None:
+    crd = crdgen.crd(next(k for k in crdgen.KINDS if k.kind == "TrainingJob"))
+    version = crd["spec"]["versions"][0]
+    assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.workers.size.desired"
+    assert "status" in version["subresources"]
+    assert [c["name"] for c in version["additionalPrinterColumns"]][:7] == [
+        "Pool", "Accelerator", "Size", "Phase", "Restarts", "Checkpoint", "Age"]
+    assert crd["spec"]["names"]["categories"] == ["cardpool-all"]
+
+
+def test_check_mode_reports_drift(tmp_path, monkeypatch) -> None:
+    target = next(iter(crdgen.generated()))
+    monkeypatch.setattr(crdgen, "generated", lambda: {tmp_path / target.name: "changed\n"})
+    (tmp_path / target.name).write_text("original\n")
+    assert crdgen.main(["--check"]) == 1
+    assert (tmp_path / target.name).read_text() == "original\n"
+    assert crdgen.main([]) == 0
+    assert (tmp_path / target.name).read_text() == "changed\n"
