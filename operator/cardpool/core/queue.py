@@ -1,0 +1,84 @@
+"""The pool's queue: who starts now, who waits, and the reservation that keeps big gangs from starving.
+
+Order: priority (high first), then submission time, then name. Jobs are placed in that order while they fit.
+The first job that does not fit gets a reservation: the cards of the topology block it would need the
+fewest running jobs to leave (placed by the same rule as a real placement, on capacity counted as if
+cardpool's jobs had left). Jobs behind it are backfilled only onto cards outside the reservation, so a
+stream of small jobs can never take what the head job waits for, and backfill never delays it: the cards it
+waits on only become free, never taken. The reservation is recomputed from the snapshot on every pass (no
+hidden state); as running jobs in its block end, the same block only gets closer to fitting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from .fragmentation import GroupFragmentation, fragmentation
+from .placement import Ledger, Placement, place, throughputs
+from .snapshot import JobRequest, Snapshot
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    job: str
+    reason: str
+    """CamelCase: Reserved (holds the reservation), BehindReservation, Unplaceable (no listed model fits
+    even an empty pool), NoCapacity."""
+    message: str
+
+
+@dataclass(frozen=True)
+class QueuePlan:
+    """The outcome of one pass over the queue."""
+
+    admitted: tuple[Placement, ...]
+    waiting: tuple[Waiting, ...]
+    reservation: Placement | None
+    fragmentation: dict[str, GroupFragmentation]
+
+
+def queue_order(jobs: tuple[JobRequest, ...] | list[JobRequest]) -> list[JobRequest]:
+    return sorted(jobs, key=lambda j: (-j.priority, j.submitted or _EPOCH, j.key))
+
+
+def schedule(snapshot: Snapshot) -> QueuePlan:
+    """Place the pending jobs of `snapshot` on its free cards, in queue order, with one reservation."""
+    ledger = Ledger(snapshot, snapshot.free())
+    rates = throughputs(snapshot)
+    admitted: list[Placement] = []
+    waiting: list[Waiting] = []
+    reservation: Placement | None = None
+    empty: Ledger | None = None  # the pool as if cardpool's jobs had left, to tell "later" from "never"
+    for job in queue_order(snapshot.pending):
+        placement = place(job, ledger, rates)
+        if placement is not None:
+            ledger.commit(placement)
+            admitted.append(placement)
+            continue
+        need = f"{job.min_workers} x {job.cards_per_worker} cards of {'/'.join(job.accelerators)}"
+        if reservation is None:
+            reservation = _reserve(job, ledger, rates)
+            if reservation is not None:
+                ledger.reserve(reservation)
+                waiting.append(Waiting(job.key, "Reserved", f"needs {need}; holds a reservation of "
+                                       f"{reservation.cards} cards on {len(reservation.cards_on())} nodes "
+                                       f"until running jobs there end"))
+                continue
+        empty = empty or Ledger(snapshot, {})
+        if _reserve(job, empty, rates) is None:
+            waiting.append(Waiting(job.key, "Unplaceable", f"needs {need}: more than the pool's healthy nodes "
+                                   f"can hold even when empty"))
+        elif reservation is not None:
+            waiting.append(Waiting(job.key, "BehindReservation", f"needs {need}; waits behind {reservation.job}"))
+        else:
+            waiting.append(Waiting(job.key, "NoCapacity", f"needs {need}"))
+    return QueuePlan(tuple(admitted), tuple(waiting), reservation,
+                     fragmentation(snapshot, {n: ledger.free[n] for n in ledger.free}))
+
+
+def _reserve(job: JobRequest, ledger: Ledger, rates: dict[str, float]) -> Placement | None:
+    """Where `job` would start at its minimum size once cardpool's jobs left the cards it needs."""
+    return place(replace(job, desired_workers=job.min_workers), ledger, rates, for_reservation=True)

@@ -1,0 +1,204 @@
+"""Placement as a spec: each row is a pool (nodes, running jobs), a queue (pending jobs), and the outcome.
+
+Fleet shorthand: nodes("h800", 8) is h800-0..7, two nodes a rack (h800-r0: nodes 0-1, r1: 2-3, ...), two
+racks a spine (h800-s0: racks 0-1, ...). Outcomes: placed = {job: {node: workers}}, waiting = {job: reason}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from cardpool.core.queue import schedule
+from cardpool.core.sizing import resize
+from cardpool.core.snapshot import Allocation, JobRequest, Mode, Node, Packing
+
+from .fleet import job, nodes, running, snapshot
+
+MIXED = Mode.MIXED
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    nodes: list[Node]
+    pending: list[JobRequest]
+    placed: dict[str, dict[str, int]]
+    running: list[Allocation] = field(default_factory=list)
+    waiting: dict[str, str] = field(default_factory=dict)
+
+
+def one_each(*names: str) -> dict[str, int]:
+    return dict.fromkeys(names, 1)
+
+
+SCENARIOS = [
+    # ---- gangs and preferences
+    Scenario("a gang gets all its workers or none",
+             nodes("h800", 3), [job("a", 4)], placed={}, waiting={"a": "Unplaceable"}),
+    Scenario("the first preferred model that fits wins",
+             nodes("h800", 2) + nodes("a100", 2), [job("a", 2, models=("H800", "A100"))],
+             placed={"a": one_each("h800-0", "h800-1")}),
+    Scenario("a job falls back to its next preference when the first is full",
+             nodes("h800", 2) + nodes("a100", 2), [job("a", 2, models=("H800", "A100"))],
+             running=[running("x", ("h800-0", 8), ("h800-1", 8))],
+             placed={"a": one_each("a100-0", "a100-1")}),
+    Scenario("a homogeneous job never mixes models, even when the sum would fit",
+             nodes("h800", 2) + nodes("a100", 2), [job("a", 4, models=("H800", "A100"))],
+             placed={}, waiting={"a": "Unplaceable"}),
+    # ---- elastic sizes
+    Scenario("an elastic job starts at the largest size that fits",
+             nodes("h800", 4), [job("a", (2, 6))], running=[running("x", ("h800-0", 8))],
+             placed={"a": one_each("h800-1", "h800-2", "h800-3")}),
+    Scenario("sizes are multiples of unit",
+             nodes("h800", 6), [job("a", (2, 6), unit=2)], running=[running("x", ("h800-0", 8))],
+             placed={"a": one_each("h800-1", "h800-2", "h800-3", "h800-4")}),
+    Scenario("the desired size caps the start size",
+             nodes("h800", 4), [job("a", (1, 4), desired=2)], placed={"a": one_each("h800-0", "h800-1")}),
+    # ---- topology and fragmentation
+    Scenario("best fit: a gang takes the rack it fills exactly and leaves the empty rack whole",
+             nodes("h800", 8, per_rack=4), [job("a", 3)], running=[running("x", ("h800-0", 8))],
+             placed={"a": one_each("h800-1", "h800-2", "h800-3")}),
+    Scenario("a gang that fits one spine stays in it",
+             nodes("h800", 8), [job("a", 4)], running=[running("x", ("h800-0", 8), ("h800-2", 8))],
+             placed={"a": one_each("h800-4", "h800-5", "h800-6", "h800-7")}),
+    Scenario("a gang too big for one rack spans the fewest racks",
+             nodes("h800", 8), [job("a", 3)], running=[running("x", ("h800-0", 8), ("h800-2", 8))],
+             placed={"a": one_each("h800-4", "h800-5", "h800-6")}),
+    Scenario("Required packing waits rather than cross spines",
+             nodes("h800", 8, per_rack=2, racks_per_spine=2), [job("a", 6, packing=Packing.REQUIRED)],
+             placed={}, waiting={"a": "Unplaceable"}),
+    Scenario("Preferred packing crosses spines when it must, filling the first one",
+             nodes("h800", 8), [job("a", 6)],
+             placed={"a": one_each(*(f"h800-{i}" for i in range(6)))}),
+    Scenario("partial-node workers go to the rack with the tightest fit",
+             nodes("h800", 4), [job("a", 1, cards=4)],
+             running=[running("x", ("h800-1", 8)), running("y", ("h800-2", 4))],
+             placed={"a": {"h800-0": 1}}),
+    Scenario("without packing, partial-node workers go to the tightest node",
+             nodes("h800", 4), [job("a", 1, cards=4, packing=Packing.NONE)],
+             running=[running("x", ("h800-1", 8)), running("y", ("h800-2", 4))],
+             placed={"a": {"h800-2": 1}}),
+    Scenario("two workers share a node when cards allow",
+             nodes("h800", 2), [job("a", 2, cards=4)], placed={"a": {"h800-0": 2}}),
+    # ---- health and capacity
+    Scenario("unhealthy and cordoned nodes are never used",
+             nodes("h800", 4, n0={"healthy": False}, n1={"schedulable": False}),
+             [job("a", 2), job("b", 1, minute=1)],
+             placed={"a": one_each("h800-2", "h800-3")}, waiting={"b": "Reserved"}),
+    Scenario("allocatable below capacity (unhealthy cards) is respected",
+             nodes("h800", 2, n0={"allocatable": 6}), [job("a", 2), job("b", 2, cards=6, minute=1)],
+             placed={"b": one_each("h800-0", "h800-1")}, waiting={"a": "Unplaceable"}),
+    Scenario("cards held by other pods are not free",
+             nodes("h800", 2, n1={"used_by_others": 4}), [job("a", 2)],
+             placed={}, waiting={"a": "Unplaceable"}),
+    # ---- queue order, reservation and backfill
+    Scenario("higher priority goes first even when submitted later",
+             nodes("h800", 2), [job("a", 2, minute=0), job("b", 2, priority=10, minute=5)],
+             placed={"b": one_each("h800-0", "h800-1")}, waiting={"a": "Reserved"}),
+    Scenario("equal priority goes in submission order",
+             nodes("h800", 2), [job("b", 2, minute=5), job("a", 2, minute=0)],
+             placed={"a": one_each("h800-0", "h800-1")}, waiting={"b": "Reserved"}),
+    Scenario("a blocked big gang reserves the block it waits for; small jobs cannot take it",
+             nodes("h800", 4), [job("big", 3), job("s1", 1, minute=1), job("s2", 1, minute=2)],
+             running=[running("x", ("h800-0", 8)), running("y", ("h800-2", 8))],
+             placed={}, waiting={"big": "Reserved", "s1": "BehindReservation", "s2": "BehindReservation"}),
+    Scenario("small jobs backfill onto cards outside the reservation",
+             nodes("h800", 6), [job("big", 4), job("s1", 1, minute=1), job("s2", 1, minute=2)],
+             running=[running("x", ("h800-0", 8)), running("y", ("h800-2", 8)), running("z", ("h800-4", 8))],
+             placed={"s1": {"h800-5": 1}}, waiting={"big": "Reserved", "s2": "BehindReservation"}),
+    Scenario("a job larger than the pool does not block the queue",
+             nodes("h800", 2), [job("big", 4), job("small", 1, minute=1)],
+             placed={"small": {"h800-0": 1}}, waiting={"big": "Unplaceable"}),
+    Scenario("a job on another model is not held back by a reservation",
+             nodes("h800", 2) + nodes("ascend", 2),
+             [job("big", 2), job("npu", 2, models=("Ascend910B",), minute=1)],
+             running=[running("x", ("h800-0", 8))],
+             placed={"npu": one_each("ascend-0", "ascend-1")}, waiting={"big": "Reserved"}),
+    # ---- mixed families
+    Scenario("Mixed fills the fastest cards first",
+             nodes("h800", 2) + nodes("ascend", 4), [job("a", (4, 6), models=("Ascend910B", "H800"), mode=MIXED)],
+             placed={"a": one_each("h800-0", "h800-1", "ascend-0", "ascend-1", "ascend-2", "ascend-3")}),
+    Scenario("Mixed stays on one family when it is enough",
+             nodes("h800", 2) + nodes("ascend", 4), [job("a", 2, models=("Ascend910B", "H800"), mode=MIXED)],
+             placed={"a": one_each("h800-0", "h800-1")}),
+]
+
+
+@pytest.mark.parametrize("case", SCENARIOS, ids=lambda c: c.name)
+def test_scenario(case: Scenario) -> None:
+    plan = schedule(snapshot(case.nodes, case.running, case.pending))
+    placed = {p.job: p.cards_on() for p in plan.admitted}
+    got = {job_: {node: cards // next(j.cards_per_worker for j in case.pending if j.key == job_)
+                  for node, cards in on.items()} for job_, on in placed.items()}
+    assert got == case.placed
+    assert {w.job: w.reason for w in plan.waiting} == case.waiting
+
+
+def test_mixed_ranks_are_consecutive_per_family_fastest_first() -> None:
+    plan = schedule(snapshot(nodes("h800", 2) + nodes("ascend", 4),
+                             pending=[job("a", (4, 6), models=("Ascend910B", "H800"), mode=MIXED)]))
+    workers = plan.admitted[0].workers
+    assert [w.model for w in workers] == ["H800"] * 2 + ["Ascend910B"] * 4
+    assert [w.rank for w in workers] == list(range(6))
+
+
+def test_ranks_follow_topology_so_neighbours_share_racks() -> None:
+    plan = schedule(snapshot(nodes("h800", 8), pending=[job("a", 8, cards=4)]))
+    racks = [w.node for w in plan.admitted[0].workers]
+    assert racks == ["h800-0", "h800-0", "h800-1", "h800-1"] + [f"h800-{i}" for i in (2, 2, 3, 3)]
+
+
+def test_reservation_names_the_block_with_fewest_cards_still_busy() -> None:
+    busy = [running(f"x{i}", (f"h800-{i}", 8)) for i in (0, 2, 3, 4, 5)]
+    plan = schedule(snapshot(nodes("h800", 6), busy, [job("big", 2)]))
+    # only h800-1 is free. Spine s1 (nodes 4-5) needs 16 busy cards freed; spine s0 only 8, through rack r0
+    # (h800-0 busy, h800-1 free), while rack r1 would need 16.
+    assert plan.reservation is not None
+    assert sorted(plan.reservation.cards_on()) == ["h800-0", "h800-1"]
+
+
+@dataclass(frozen=True)
+class ResizeCase:
+    name: str
+    nodes: list[Node]
+    job: JobRequest
+    current: int
+    allocations: list[Allocation]
+    size: int | None
+    grow: bool = False
+    shrink: bool = False
+
+
+RUNNING_A = running("a", ("h800-0", 8), ("h800-1", 8), ("h800-2", 8), ("h800-3", 8))
+RESIZES = [
+    ResizeCase("after losing a node, restart at the largest size that still fits",
+               nodes("h800", 4, n3={"healthy": False}), job("a", (2, 4)), 4, [RUNNING_A], size=3, shrink=True),
+    ResizeCase("below its minimum, the job cannot restart now",
+               nodes("h800", 4, n3={"healthy": False}), job("a", (4, 4)), 4, [RUNNING_A], size=None),
+    ResizeCase("when capacity returns, the job can grow toward its desired size",
+               nodes("h800", 4), job("a", (2, 4)), 2, [running("a", ("h800-0", 8), ("h800-1", 8))],
+               size=4, grow=True),
+    ResizeCase("growth stops at the desired size",
+               nodes("h800", 4), job("a", (2, 4), desired=3), 2, [running("a", ("h800-0", 8), ("h800-1", 8))],
+               size=3, grow=True),
+    ResizeCase("nothing changes when nothing freed up",
+               nodes("h800", 4), job("a", (2, 4)), 2,
+               [running("a", ("h800-0", 8), ("h800-1", 8)), running("x", ("h800-2", 8), ("h800-3", 8))], size=2),
+]
+
+
+@pytest.mark.parametrize("case", RESIZES, ids=lambda c: c.name)
+def test_resize(case: ResizeCase) -> None:
+    result = resize(snapshot(case.nodes, case.allocations), case.job, case.current)
+    assert result.size == case.size
+    assert (result.can_grow, result.must_shrink) == (case.grow, case.shrink)
+
+
+def test_fragmentation_counts_free_cards_off_whole_free_nodes() -> None:
+    snap = snapshot(nodes("h800", 4), [running("x", ("h800-0", 4)), running("y", ("h800-1", 8))])
+    frag = schedule(snap).fragmentation["h800"]
+    assert (frag.free_cards, frag.whole_free_nodes, frag.largest_free_block, frag.largest_gang_cards) == (
+        20, 2, 8, 16)
+    assert frag.percent == 20
