@@ -314,8 +314,13 @@ def test_printer_columns_short_names_and_category(kube: Kube, crds: list[str], n
     assert table[0].split() == ["NAME", "POOL", "ACCELERATOR", "SIZE", "PHASE", "RESTARTS", "CHECKPOINT", "AGE"]
     assert table[1].split()[:7] == ["llama-sft", "mixed", "H800", "4/4", "Running", "2", "1200"]
     assert "llama-sft" in kube.run("get", "cardpool-all", "-n", namespace).stdout
-    pools = kube.run("get", "cpool").stdout.splitlines()[0].split()
-    assert pools[:6] == ["NAME", "GROUPS", "CARDS", "FREE", "UNHEALTHY", "FRAG%"]
+    pool = edit(example(POOL), {"metadata.name": f"{namespace}-pool"})
+    create(kube, pool, namespace, dry_run=False)
+    try:
+        header = kube.run("get", "cpool", pool["metadata"]["name"]).stdout.splitlines()[0].split()
+        assert header == ["NAME", "GROUPS", "CARDS", "FREE", "UNHEALTHY", "FRAG%", "READY", "AGE"]
+    finally:
+        kube.run("delete", "cardpool", pool["metadata"]["name"])
 
 
 def test_scale_sets_desired_size_within_bounds(kube: Kube, crds: list[str], namespace: str) -> None:
