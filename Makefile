@@ -41,8 +41,9 @@ unit: venv
 e2e: deps venv binaries
 	$(PY) -m pytest e2e
 
-## bench: benchmarks; each prints JSON
+## bench: benchmarks; each prints JSON as its last line
 bench: deps venv binaries
+	$(PY) -m cardpool.bench planner
 	$(PY) -m localkube bench
 
 kubeconfig:

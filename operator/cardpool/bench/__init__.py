@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m cardpool.bench planner` prints JSON figures."""

@@ -1,0 +1,112 @@
+"""python -m cardpool.bench planner [--quick]
+
+Prints progress lines, then one JSON object as the last line:
+- place_ms: median time to plan one 512-card job (64 workers x 8) on heterogeneous pools of 250, 1,000 and
+  4,000 nodes (8 cards each) carrying 75, 300 and 1,200 running jobs: a whole queue pass (ledger,
+  placement, fragmentation), as the operator runs it;
+- replan_ms: median time of a pass with 200 pending jobs on the 1,000-node pool;
+- policies: cardpool's queue against first-fit and admission by summed free cards, simulated on seeded
+  workloads (see cardpool.sim): card utilisation, mean queueing delay of big jobs (>= 64 cards) and mean
+  fragmentation, averaged over the seeds. "mixed" is the headline workload (a stream of small jobs with
+  occasional big gangs); "big_heavy" (most work in big gangs) is reported too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import replace
+
+from cardpool.core.queue import schedule
+from cardpool.core.snapshot import JobRequest, Snapshot
+from cardpool.sim.engine import simulate
+from cardpool.sim.policies import POLICIES
+from cardpool.sim.workload import EPOCH, busy_fleet, fleet, workload
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()  # warm caches and imports
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return round(statistics.median(times), 2)
+
+
+def _pool(nodes_count: int, running: int, seed: int = 1) -> Snapshot:
+    nodes, groups = fleet(nodes_count)
+    return Snapshot(nodes=nodes, groups=groups, allocations=busy_fleet(nodes, running, seed))
+
+
+def place_ms(repeats: int) -> dict[str, float]:
+    big = JobRequest(key="bench/big", cards_per_worker=8, min_workers=64, max_workers=64,
+                     accelerators=("H800", "Ascend910B"), submitted=EPOCH)
+    out = {}
+    for count in (250, 1000, 4000):
+        pool = replace(_pool(count, running=count * 3 // 10), pending=(big,))
+        plan = schedule(pool)
+        assert plan.admitted or plan.waiting, "the job was decided"
+        out[str(count)] = _median_ms(lambda pool=pool: schedule(pool), repeats)
+        print(f"place one 512-card job, {count} nodes: {out[str(count)]} ms "
+              f"({'placed' if plan.admitted else plan.waiting[0].reason})", file=sys.stderr)
+    return out
+
+
+def replan_ms(repeats: int) -> float:
+    pool = _pool(1000, running=300)
+    pending = tuple(j.request for j in workload(5, pool.nodes, jobs=200, big_share=0.1))
+    pool = replace(pool, pending=pending)
+    plan = schedule(pool)
+    ms = _median_ms(lambda: schedule(pool), repeats)
+    print(f"replan 200 pending on 1000 nodes: {ms} ms ({len(plan.admitted)} admitted, "
+          f"{len(plan.waiting)} waiting)", file=sys.stderr)
+    return ms
+
+
+WORKLOADS = {"mixed": {"big_share": 0.02, "load": 0.85}, "big_heavy": {"big_share": 0.1, "load": 0.9}}
+
+
+def policies(seeds: list[int], jobs: int, node_count: int) -> dict:
+    nodes, groups = fleet(node_count)
+    out: dict = {}
+    for name, shape in WORKLOADS.items():
+        per_policy = {}
+        for policy_name, policy in POLICIES.items():
+            runs = [simulate(policy(), nodes, groups, workload(seed, nodes, jobs=jobs, **shape)) for seed in seeds]
+            per_policy[policy_name] = {
+                "utilisation": round(statistics.mean(r.utilisation for r in runs), 4),
+                "big_job_delay_s": round(statistics.mean(r.big_job_delay_s for r in runs), 1),
+                "fragmentation": round(statistics.mean(r.fragmentation for r in runs), 4),
+                "mean_delay_s": round(statistics.mean(r.mean_delay_s for r in runs), 1),
+                "per_seed_big_job_delay_s": [round(r.big_job_delay_s, 1) for r in runs],
+                "fragmentation_hourly_seed0": [round(f, 3) for f in runs[0].fragmentation_hourly],
+            }
+            print(f"{name} workload, {policy_name}: utilisation {per_policy[policy_name]['utilisation']}, "
+                  f"big-job delay {per_policy[policy_name]['big_job_delay_s']} s, fragmentation "
+                  f"{per_policy[policy_name]['fragmentation']}", file=sys.stderr)
+        out[name] = per_policy
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cardpool.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["planner"])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and seeds (a smoke run)")
+    args = parser.parse_args(argv)
+    repeats, seeds, jobs = (3, [1], 300) if args.quick else (21, [1, 2, 3], 1500)
+    result: dict = {"place_ms": place_ms(repeats), "replan_ms": replan_ms(max(repeats // 3, 3))}
+    sim = policies(seeds, jobs, node_count=128)
+    headline = ("utilisation", "big_job_delay_s", "fragmentation", "mean_delay_s")
+    result["policies"] = {name: {k: figures[k] for k in headline} for name, figures in sim["mixed"].items()}
+    result["workloads"] = sim
+    result["setup"] = {"sim_nodes": 128, "sim_jobs": jobs, "seeds": seeds, "workloads": WORKLOADS}
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
