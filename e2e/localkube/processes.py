@@ -1,7 +1,7 @@
 """Background processes recorded by process id, so a later command (`make down`) can stop them cleanly.
 
 The record is a JSON list in start order; stop goes in reverse order. A recorded process counts as ours only
-while /proc/<pid>/cmdline still starts with the program we started, so a recycled pid is never signalled.
+while /proc/<pid>/stat shows the start time we recorded, so a recycled pid is never signalled.
 """
 
 from __future__ import annotations
@@ -22,19 +22,12 @@ class Recorded:
     pid: int
     program: str
     log: str
+    started: int = 0
+    """Start time of the process in clock ticks since boot (/proc/<pid>/stat field 22)."""
 
     def alive(self) -> bool:
-        try:
-            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        if not cmdline or cmdline[0].decode(errors="replace") != self.program:
-            return False
-        try:
-            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return False
-        return state != "Z"
+        stat = _stat(self.pid)
+        return stat is not None and stat[0] != "Z" and stat[1] == self.started
 
     def rss_bytes(self) -> int:
         """Resident memory of the process now (VmRSS), 0 if it is gone."""
@@ -51,6 +44,15 @@ class Recorded:
             return "\n".join(Path(self.log).read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time) of a process, None when there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 class ProcessDied(RuntimeError):
@@ -91,7 +93,9 @@ class ProcessTable:
                 start_new_session=True, env={**os.environ, **(env or {})},
             )
         entries = [e for e in self.load() if e.name != name]
-        entries.append(Recorded(name=name, pid=proc.pid, program=str(args[0]), log=str(log)))
+        stat = _stat(proc.pid)
+        entries.append(Recorded(name=name, pid=proc.pid, program=str(args[0]), log=str(log),
+                                started=stat[1] if stat else -1))
         self._save(entries)
         return proc
 
