@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +23,10 @@ from kubernetes.client.exceptions import ApiException
 
 from localkube import fleet as fleets
 from localkube.cluster import Cluster
-from localkube.config import FLEETS, REPO, bindir
+from localkube.config import FLEETS, REPO, Ports, bindir
+from localkube.processes import ProcessDied, ProcessTable
 from localkube.testing import Kube, dump
-from localkube.waiting import wait_for
+from localkube.waiting import NotYet, wait_for
 
 SMALL_FLEET = FLEETS / "small.yaml"
 CRDS = REPO / "crds"
@@ -94,3 +98,64 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     except ApiException as exc:
         if exc.status != 404:
             raise
+
+
+def reset_cardpool_objects(kube: Kube) -> None:
+    """The local cluster is the tests' own: jobs and pools left by `make up` or earlier runs would hold cards
+    the tests expect free, so they go (their pods with them)."""
+    for kind in ("trainingjobs", "cardpools"):
+        kube.run("delete", f"{kind}.cardpool.io", "--all", "--all-namespaces", "--wait=false")
+
+    def no_cardpool_pods() -> bool:
+        left = kube.core.list_pod_for_all_namespaces(label_selector="app.kubernetes.io/managed-by=cardpool").items
+        if left:
+            raise NotYet(f"{len(left)} pods left, e.g. {left[0].metadata.namespace}/{left[0].metadata.name}")
+        return True
+
+    wait_for("pods of earlier cardpool jobs to be garbage-collected", no_cardpool_pods, timeout=120)
+
+
+class Operator:
+    """This checkout's operator as a local process against the test cluster (kopf run), by name."""
+
+    def __init__(self, kube: Kube, table: ProcessTable, health_port: int):
+        self.kube, self.table, self.health_port = kube, table, health_port
+
+    def start(self, name: str = "operator", health_port: int | None = None) -> None:
+        port = health_port or self.health_port
+        url = f"http://127.0.0.1:{port}/healthz"
+        self.table.start(name, [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
+                                f"--liveness={url}", "-m", "cardpool.handlers"],
+                         env={"KUBECONFIG": str(self.kube.kubeconfig), "CARDPOOL_IDENTITY": name,
+                              "CARDPOOL_NAMESPACE": "default"})
+        entry = self.table.get(name)
+
+        def healthy() -> bool:
+            if not entry.alive():
+                raise ProcessDied(f"operator {name} exited; log ends:\n{entry.log_tail()}")
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status == 200
+
+        wait_for(f"operator {name} to answer {url}", healthy, timeout=60, fatal=(ProcessDied,))
+
+    def stop(self, name: str = "operator", sig: signal.Signals = signal.SIGTERM) -> None:
+        self.table.stop(name, sig)
+
+    def log(self, name: str = "operator") -> str:
+        entry = self.table.get(name)
+        return entry.log_tail(60) if entry else ""
+
+
+@pytest.fixture(scope="session")
+def operator(kube: Kube, crds: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    """The operator of this checkout, running for the whole session. An operator left by `make up` (maybe
+    older code) is stopped first, so exactly this one holds the lease."""
+    if not os.environ.get("CARDPOOL_KUBECONFIG"):
+        Cluster().processes.stop("operator")
+        reset_cardpool_objects(kube)
+    op = Operator(kube, ProcessTable(tmp_path_factory.mktemp("operator")), Ports().base + 40)
+    op.start()
+    try:
+        yield op
+    finally:
+        op.table.stop_all()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,38 +18,17 @@ from cardpool.api.trainingjob import TrainingJob, TrainingJobStatus
 from localkube.config import REPO
 from localkube.testing import Kube
 from localkube.waiting import NotYet, wait_for
+from manifests import DELETE, edit, example
 
 EXAMPLES = sorted((REPO / "manifests" / "examples").glob("*.yaml"))
 MODELS = {"CardPool": CardPool, "TrainingJob": TrainingJob, "Checkpoint": Checkpoint}
 PLURALS = {"CardPool": "cardpools", "TrainingJob": "trainingjobs", "Checkpoint": "checkpoints"}
-DELETE = object()
-
-
-def example(name: str) -> dict:
-    return yaml.safe_load((REPO / "manifests" / "examples" / name).read_text())
 
 
 def checkpoint(name: str = "ckpt-1", **spec) -> dict:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Checkpoint", "metadata": {"name": name},
             "spec": {"job": "llama-sft", "attempt": 0, "step": 100, "uri": "s3://checkpoints/llama-sft/100",
                      "worldSize": 32, **spec}}
-
-
-def edit(obj: dict, changes: dict[str, object]) -> dict:
-    """A copy of `obj` with dotted paths set (list items by index) or removed (DELETE)."""
-    out = copy.deepcopy(obj)
-    for path, value in changes.items():
-        *parents, last = path.split(".")
-        node = out
-        for key in parents:
-            node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-        if isinstance(node, list):
-            node[int(last)] = value
-        elif value is DELETE:
-            node.pop(last, None)
-        else:
-            node[last] = value
-    return out
 
 
 def create(kube: Kube, obj: dict, namespace: str, dry_run: bool = True) -> dict:
@@ -253,16 +231,18 @@ def test_example_applies_client_side_and_server_side_and_parses(kube: Kube, crds
 
 
 def test_jobs_at_every_bound_are_accepted(kube: Kube, crds: list[str], namespace: str) -> None:
+    # the jobs name a pool that does not exist, so the accelerator policy (tested below) stays out of it
     low = edit(example(JOB), {
-        "metadata.name": "a" * 40, f"{W}.cardsPerWorker": 1, f"{W}.size": {"min": 1, "max": 1, "unit": 1,
-                                                                         "desired": 1},
+        "metadata.name": "a" * 40, "spec.pool": f"{namespace}-absent", f"{W}.cardsPerWorker": 1,
+        f"{W}.size": {"min": 1, "max": 1, "unit": 1, "desired": 1},
         "spec.priority": -1000, "spec.startupTimeoutSeconds": 30, "spec.ttlSecondsAfterFinished": 0,
         "spec.checkpoint.gracefulSaveSeconds": 0, "spec.failurePolicy.maxRestarts": 0,
         "spec.failurePolicy.progressTimeoutSeconds": 60,
         "spec.failurePolicy.rules": [{"action": "Fail", "onExitCodes": {"operator": "NotIn", "values": [0]}}],
     })
     high = edit(example(JOB), {
-        f"{W}.cardsPerWorker": 64, f"{W}.size": {"min": 1024, "max": 99328, "unit": 1024, "desired": 99328},
+        "spec.pool": f"{namespace}-absent", f"{W}.cardsPerWorker": 64,
+        f"{W}.size": {"min": 1024, "max": 99328, "unit": 1024, "desired": 99328},
         "spec.priority": 1000, "spec.startupTimeoutSeconds": 86400, "spec.ttlSecondsAfterFinished": 31536000,
         f"{W}.template.spec.terminationGracePeriodSeconds": 3600,
         "spec.checkpoint.gracefulSaveSeconds": 3600, "spec.failurePolicy.maxRestarts": 1000,

@@ -99,6 +99,22 @@ class ProcessTable:
         self._save(entries)
         return proc
 
+    def stop(self, name: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 20.0) -> bool:
+        """Signal one recorded process and wait (SIGKILL after `timeout`); False if it was not running."""
+        entry = self.get(name)
+        if entry is None or not entry.alive():
+            return False
+        _signal_group(entry.pid, sig)
+        deadline = time.monotonic() + timeout
+        while entry.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if entry.alive():
+            _signal_group(entry.pid, signal.SIGKILL)
+            while entry.alive() and time.monotonic() < deadline + 5:
+                time.sleep(0.05)
+        self._save([e for e in self.load() if e.name != name])
+        return True
+
     def stop_all(self, timeout: float = 20.0) -> list[str]:
         """SIGTERM every recorded process (newest first), SIGKILL what is left after `timeout`."""
         stopped = []

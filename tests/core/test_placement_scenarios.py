@@ -90,9 +90,9 @@ SCENARIOS = [
     Scenario("allocatable below capacity (unhealthy cards) is respected",
              nodes("h800", 2, n0={"allocatable": 6}), [job("a", 2), job("b", 2, cards=6, minute=1)],
              placed={"b": one_each("h800-0", "h800-1")}, waiting={"a": "Unplaceable"}),
-    Scenario("cards held by other pods are not free",
+    Scenario("cards held by other pods are not free, but a job can wait for them",
              nodes("h800", 2, n1={"used_by_others": 4}), [job("a", 2)],
-             placed={}, waiting={"a": "Unplaceable"}),
+             placed={}, waiting={"a": "Reserved"}),
     # ---- queue order, reservation and backfill
     Scenario("higher priority goes first even when submitted later",
              nodes("h800", 2), [job("a", 2, minute=0), job("b", 2, priority=10, minute=5)],

@@ -7,3 +7,17 @@ API_VERSION = f"{GROUP}/{VERSION}"
 CARDPOOL_PLURAL = "cardpools"
 TRAININGJOB_PLURAL = "trainingjobs"
 CHECKPOINT_PLURAL = "checkpoints"
+
+# Labels on everything cardpool creates for a job (pods, Service, ConfigMaps).
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "cardpool"
+LABEL_JOB = "cardpool.io/job"
+LABEL_ATTEMPT = "cardpool.io/attempt"
+LABEL_RANK = "cardpool.io/rank"
+LABEL_GROUP = "cardpool.io/group"
+LABEL_MODEL = "cardpool.io/accelerator"
+LABEL_POOL = "cardpool.io/pool"
+
+# Ports and files of the env contract.
+COORDINATOR_PORT = 29500
+CONFIG_MOUNT = "/etc/cardpool"

@@ -368,6 +368,12 @@ class TrainingJobStatus(ApiModel):
     last_checkpoint: CheckpointRecord | None = None
     progress: Progress | None = None
     last_failure: FailureRecord | None = None
+    attempt_start_time: datetime | None = None
+    """When the current attempt's pods were created."""
+    not_before: datetime | None = None
+    """The job is not placed again before this time (backoff after a gang failed to start)."""
+    start_timeouts: int = Field(0, ge=0)
+    """Gangs of this job rolled back for not starting within spec.startupTimeoutSeconds."""
     start_time: datetime | None = None
     """When the first attempt started running."""
     completion_time: datetime | None = None

@@ -151,8 +151,9 @@ def _slots(ledger: Ledger, model: str, cards: int, for_reservation: bool) -> lis
         if not node.usable:
             continue
         if for_reservation:
-            # as if cardpool's jobs had left: the node's cards minus other pods and other reservations
-            room = max(node.allocatable - node.used_by_others - ledger.reserved.get(node.name, 0), 0)
+            # as if the pods on it had left (they all end some time): its cards minus other reservations;
+            # what is in use now is "busy", to be waited for
+            room = max(node.allocatable - ledger.reserved.get(node.name, 0), 0)
             busy = max(room - ledger.free.get(node.name, 0), 0)
         else:
             room, busy = ledger.available(node.name), 0

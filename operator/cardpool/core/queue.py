@@ -51,7 +51,7 @@ def schedule(snapshot: Snapshot) -> QueuePlan:
     admitted: list[Placement] = []
     waiting: list[Waiting] = []
     reservation: Placement | None = None
-    empty: Ledger | None = None  # the pool as if cardpool's jobs had left, to tell "later" from "never"
+    empty: Ledger | None = None  # the pool as if every pod had left, to tell "later" from "never"
     for job in queue_order(snapshot.pending):
         placement = place(job, ledger, rates)
         if placement is not None:
@@ -69,8 +69,8 @@ def schedule(snapshot: Snapshot) -> QueuePlan:
                 continue
         empty = empty or Ledger(snapshot, {})
         if _reserve(job, empty, rates) is None:
-            waiting.append(Waiting(job.key, "Unplaceable", f"needs {need}: more than the pool's healthy nodes "
-                                   f"can hold even when empty"))
+            waiting.append(Waiting(job.key, "Unplaceable", f"needs {need}: more than the pool's healthy "
+                                   f"nodes can hold even when empty"))
         elif reservation is not None:
             waiting.append(Waiting(job.key, "BehindReservation", f"needs {need}; waits behind {reservation.job}"))
         else:

@@ -1,38 +1,200 @@
-"""kopf wiring only: each handler observes, asks the core for a plan, applies it and writes status once.
+"""kopf wiring only: indexes keep what is observed; one loop is the single writer for every pool.
+
+kopf's timers and daemons put finalizers on the objects they serve, which would block deleting a
+TrainingJob or CardPool while the operator is down. So the pool loop is a task of the operator, not of an
+object: it wakes on every change of a pool or job (and at least every CARDPOOL_POOL_INTERVAL seconds),
+copies the indexes at one instant, and runs each pool's pass in a worker thread: observe ->
+cardpool.core.pool.reconcile_pool -> effects per job (status first, then children, then events) -> the
+pool's status. Only the replica holding the Lease acts.
 
 Run with `kopf run --standalone --all-namespaces -m cardpool.handlers` (what `make operator` does).
 """
 
+from __future__ import annotations
+
+import asyncio
+import contextlib
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import kopf
 
 from cardpool import __version__
-from cardpool.api.keys import CARDPOOL_PLURAL, CHECKPOINT_PLURAL, GROUP, TRAININGJOB_PLURAL, VERSION
+from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
+from cardpool.api.keys import GROUP, LABEL_MANAGED_BY, MANAGED_BY, VERSION
+from cardpool.api.phases import conditions_for_phase
+from cardpool.api.trainingjob import Phase
+from cardpool.core.observed import ObservedJob, ObservedNode, ObservedPod
+from cardpool.core.pool import reconcile_pool
+from cardpool.kube import effects, observe
+from cardpool.kube.client import Kube
+from cardpool.kube.leader import LeaderElector
 
-WATCHED = (CARDPOOL_PLURAL, TRAININGJOB_PLURAL, CHECKPOINT_PLURAL)
+POOL_INTERVAL = float(os.environ.get("CARDPOOL_POOL_INTERVAL", "1.0"))
+log = logging.getLogger("cardpool.operator")
+state: dict[str, Any] = {}
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: object) -> None:
-    # kopf's own bookkeeping goes under cardpool.io annotations, never into a user's spec.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
-    settings.posting.level = logging.WARNING
-    logger.info("cardpool %s watching %s in group %s/%s", __version__, ", ".join(WATCHED), GROUP, VERSION)
+async def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_: Any) -> None:
+    settings.posting.enabled = False  # cardpool posts its own events, after its status writes
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per watch event
+    kube = Kube()
+    namespace = os.environ.get("CARDPOOL_NAMESPACE", "default")
+    elector = LeaderElector(kube, namespace, identity=os.environ.get("CARDPOOL_IDENTITY"))
+    elector.start()
+    state.update(kube=kube, elector=elector, wake=asyncio.Event(),
+                 creates=ThreadPoolExecutor(effects.PARALLEL_CREATES, thread_name_prefix="cardpool-create"),
+                 passes=ThreadPoolExecutor(1, thread_name_prefix="cardpool-pass"))
+    state["loop"] = asyncio.create_task(pool_loop())
+    logger.info("cardpool %s started as %s; leader election on lease %s/cardpool-operator", __version__,
+                elector.identity, namespace)
 
 
-def _observed(resource: str):
-    @kopf.on.event(GROUP, VERSION, resource)
-    def observed(type: str | None, name: str, namespace: str | None, body: kopf.Body,
-                 logger: logging.Logger, **_: object) -> None:
-        # Reconciliation arrives with the later issues; for now the operator shows what it sees.
-        where = f"{namespace}/{name}" if namespace else name
-        logger.info("observed %s %s %s (generation %s)", type or "LIST", resource, where,
-                    body.get("metadata", {}).get("generation"))
+@kopf.on.cleanup()
+async def shutdown(**_: Any) -> None:
+    if task := state.get("loop"):
+        task.cancel()
+    if elector := state.get("elector"):
+        await asyncio.get_running_loop().run_in_executor(None, elector.stop)
+    for name in ("creates", "passes"):
+        if executor := state.get(name):
+            executor.shutdown(wait=False)
 
-    return observed
+
+@kopf.index("nodes")
+def nodes_index(body: kopf.Body, name: str, **_: Any) -> dict:
+    return {name: observe.node(body)}
 
 
-for _resource in WATCHED:
-    _observed(_resource)
+@kopf.index("pods", labels={LABEL_MANAGED_BY: MANAGED_BY})
+def pods_index(body: kopf.Body, **_: Any) -> dict:
+    pod = observe.pod(body)
+    return {(pod.namespace, pod.job): pod} if pod else {}
+
+
+@kopf.index(GROUP, VERSION, "trainingjobs")
+def jobs_index(body: kopf.Body, spec: kopf.Spec, **_: Any) -> dict:
+    return {spec.get("pool"): dict(body)}
+
+
+@kopf.index(GROUP, VERSION, "cardpools")
+def pools_index(body: kopf.Body, name: str, **_: Any) -> dict:
+    return {name: dict(body)}
+
+
+@kopf.on.event(GROUP, VERSION, "cardpools")
+@kopf.on.event(GROUP, VERSION, "trainingjobs")
+async def changed(nodes_index: kopf.Index, pods_index: kopf.Index, jobs_index: kopf.Index,
+                  pools_index: kopf.Index, **_: Any) -> None:
+    # kopf runs event handlers only once its indexes are populated: from here on they are safe to read
+    state["indexes"] = (nodes_index, pods_index, jobs_index, pools_index)
+    state["wake"].set()
+
+
+@dataclass(frozen=True)
+class Observations:
+    nodes: list[ObservedNode]
+    pods: dict[tuple[str, str], tuple[ObservedPod, ...]]
+    jobs: dict[str, list[dict]]
+    pools: dict[str, dict]
+
+
+def _copy(indexes: tuple[kopf.Index, ...]) -> Observations:
+    """One consistent copy of the indexes, taken in the event loop between two index updates."""
+    nodes, pods, jobs, pools = indexes
+    return Observations(nodes=[n for store in nodes.values() for n in store],
+                        pods={key: tuple(store) for key, store in pods.items()},
+                        jobs={key: list(store) for key, store in jobs.items()},
+                        pools={key: next(iter(store)) for key, store in pools.items()})
+
+
+async def pool_loop() -> None:
+    loop = asyncio.get_running_loop()
+    wake: asyncio.Event = state["wake"]
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=POOL_INTERVAL)
+        wake.clear()
+        if not state["elector"].leading or "indexes" not in state:
+            continue
+        observed = _copy(state["indexes"])
+        try:
+            await loop.run_in_executor(state["passes"], run_passes, observed)
+        except Exception:  # the next pass starts from what is observed then
+            log.exception("pool pass failed")
+
+
+def run_passes(observed: Observations) -> None:
+    now = datetime.now(UTC)
+    for name, body in sorted(observed.pools.items()):
+        try:
+            pool_pass(name, body, observed, now)
+        except Exception:  # one pool's failure must not stall the others
+            log.exception("pass of pool %s failed", name)
+    for pool_name, bodies in observed.jobs.items():
+        if pool_name not in observed.pools:
+            for body in bodies:
+                report_missing_pool(body, pool_name, now)
+
+
+def pool_pass(name: str, body: dict, observed: Observations, now: datetime) -> None:
+    kube: Kube = state["kube"]
+    pool = CardPoolSpec.model_validate(body["spec"])
+    previous = CardPoolStatus.model_validate(body["status"]) if body.get("status") else None
+    jobs: list[ObservedJob] = []
+    written: dict[tuple[str, str], int] = state.setdefault("written", {})
+    bodies = observed.jobs.get(name, [])
+    for job_body in bodies:
+        meta = job_body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if key in written and _version(meta) < written[key]:
+            # the index has not caught up with our own last status write: deciding on the older status could
+            # place the job twice, so this pool waits for the next pass
+            return
+    for job_body in bodies:
+        meta = job_body["metadata"]
+        written.pop((meta["namespace"], meta["name"]), None)
+        try:
+            jobs.append(observe.job(job_body, observed.pods.get((meta["namespace"], meta["name"]), ())))
+        except ValueError as exc:  # admission validated it; a spec that still fails parsing is reported
+            log.error("cannot read TrainingJob %s/%s: %s", meta["namespace"], meta["name"], exc)
+    mine = {(j.namespace, j.name) for j in jobs}
+    others = tuple(p for key, pods in observed.pods.items() if key not in mine for p in pods)
+    plan = reconcile_pool(pool, body["metadata"].get("generation") or 0, previous, observed.nodes, jobs, now,
+                          others)
+    for job, job_plan in zip(jobs, plan.jobs, strict=True):
+        try:
+            version = effects.apply_job(kube, job, job_plan, name, pool, now, state["creates"])
+            if version is not None:
+                written[(job.namespace, job.name)] = _version({"resourceVersion": version})
+        except Exception:  # one job's failure must not stall the pool; the next pass retries
+            log.exception("applying the plan of %s failed", job.key)
+    effects.apply_pool_status(kube, name, plan.status, previous)
+
+
+def _version(meta: dict) -> int:
+    # resourceVersions are opaque to clients in general; kube-apiserver's come from etcd revisions and grow,
+    # which is what lets the operator wait for its own writes to show in the watch (as controller expectations)
+    try:
+        return int(meta.get("resourceVersion", "0"))
+    except ValueError:
+        return 1 << 62
+
+
+def report_missing_pool(body: dict, pool_name: str, now: datetime) -> None:
+    """A job whose pool does not exist waits for it; no pool pass sees it."""
+    job = observe.job(body)
+    if job.status.phase not in (None, Phase.QUEUED):
+        return
+    message = f"CardPool {pool_name} does not exist"
+    conditions = conditions_for_phase(job.status.conditions, Phase.QUEUED, "PoolNotFound", message, now,
+                                      job.generation)
+    new = job.status.model_copy(update={"phase": Phase.QUEUED, "conditions": conditions,
+                                        "observed_generation": job.generation})
+    if new != job.status:
+        state["kube"].patch_job_status(job.namespace, job.name, effects.status_patch(new))

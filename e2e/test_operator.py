@@ -1,0 +1,270 @@
+"""The operator on the real local cluster: gangs placed as pods, lifecycle, crash safety, leader election.
+
+Every test makes its own CardPool (named after its namespace) over the small fleet; cards held by other
+tests' leftover pods count as used, as they would for two pools sharing nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+from cardpool.api.keys import GROUP, LABEL_JOB, VERSION
+from localkube import faults
+from localkube.testing import Kube
+from localkube.waiting import NotYet, wait_for
+from manifests import edit, example
+
+POOL = "pool-mixed-vendor.yaml"
+TORCH = "job-pytorch-homogeneous.yaml"  # 4 x 8 cards, [H800, A100]
+MINDSPORE = "job-mindspore-elastic-ascend.yaml"  # 2..6 x 8 cards, unit 2, Ascend910B
+TIMEOUT = 60
+
+
+@pytest.fixture
+def pool(kube: Kube, operator: Any, namespace: str) -> Iterator[str]:
+    body = edit(example(POOL), {"metadata.name": namespace})
+    client.CustomObjectsApi(kube.api).create_cluster_custom_object(GROUP, VERSION, "cardpools", body)
+    yield namespace
+    # leave the cards free for the next test: its jobs and their pods gone before the pool
+    kube.run("delete", "trainingjobs.cardpool.io", "--all", "-n", namespace, "--wait=false")
+
+    def no_pods() -> bool:
+        left = kube.core.list_namespaced_pod(namespace).items
+        if left:
+            raise NotYet(f"{len(left)} pods left, e.g. {left[0].metadata.name}")
+        return True
+
+    wait_for(f"the pods of namespace {namespace} to be gone", no_pods, timeout=TIMEOUT)
+    try:
+        client.CustomObjectsApi(kube.api).delete_cluster_custom_object(GROUP, VERSION, "cardpools", namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def submit(kube: Kube, namespace: str, pool: str, manifest: str, **changes) -> str:
+    body = edit(example(manifest), {"spec.pool": pool, **changes})
+    client.CustomObjectsApi(kube.api).create_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs",
+                                                                      body)
+    return body["metadata"]["name"]
+
+
+def get_job(kube: Kube, namespace: str, name: str) -> dict:
+    return client.CustomObjectsApi(kube.api).get_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                                          "trainingjobs", name)
+
+
+def wait_phase(kube: Kube, namespace: str, name: str, phase: str, timeout: float = TIMEOUT) -> dict:
+    def check() -> dict:
+        status = get_job(kube, namespace, name).get("status") or {}
+        if status.get("phase") != phase:
+            ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+            raise NotYet(f"phase={status.get('phase')} reason={ready.get('reason')} {ready.get('message')}")
+        return status
+
+    return wait_for(f"TrainingJob {namespace}/{name} to be {phase}", check, timeout=timeout)
+
+
+def pods_of(kube: Kube, namespace: str, job: str) -> list[client.V1Pod]:
+    return kube.core.list_namespaced_pod(namespace, label_selector=f"{LABEL_JOB}={job}").items
+
+
+def env_of(pod: client.V1Pod) -> dict[str, str]:
+    return {e.name: e.value for e in pod.spec.containers[0].env}
+
+
+def node_model(kube: Kube, node: str) -> str:
+    return kube.core.read_node(node).metadata.labels["localkube.cardpool.io/group"]
+
+
+def test_homogeneous_pytorch_job_runs_on_the_preferred_model_with_the_torchrun_contract(
+        kube: Kube, namespace: str, pool: str) -> None:
+    name = submit(kube, namespace, pool, TORCH)
+    status = wait_phase(kube, namespace, name, "Running")
+    assert status["placement"][0]["accelerator"] == "H800" and status["workers"] == 4
+    assert status["size"] == "4/4" and status["worldSize"] == 32 and status["attempt"] == 1
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "True", "Reconciling": "False", "Stalled": "False", "Suspended": "False"}
+    pods = sorted(pods_of(kube, namespace, name), key=lambda p: int(p.metadata.labels["cardpool.io/rank"]))
+    assert [p.metadata.name for p in pods] == [f"{name}-a1-{r}" for r in range(4)]
+    assert all(p.status.phase == "Running" and node_model(kube, p.spec.node_name) == "h800" for p in pods)
+    assert [p.spec.node_name for p in pods] == status["placement"][0]["nodes"]
+    for rank, pod in enumerate(pods):
+        env = env_of(pod)
+        assert env["MASTER_ADDR"] == f"{name}-0.{name}.{namespace}.svc" and env["MASTER_PORT"] == "29500"
+        assert (env["NNODES"], env["NODE_RANK"], env["NPROC_PER_NODE"]) == ("4", str(rank), "8")
+        assert env["PET_NNODES"] == "4" and env["CARDPOOL_WORLD_SIZE"] == "32"
+        assert env["CARDPOOL_ACCELERATOR"] == "H800" and env["CARDPOOL_COLLECTIVE"] == "nccl"
+        assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "8"
+        assert pod.metadata.owner_references[0].kind == "TrainingJob"
+        assert (pod.spec.hostname, pod.spec.subdomain) == (f"{name}-{rank}", name)
+        unreachable = [t for t in pod.spec.tolerations if t.key == "node.kubernetes.io/unreachable"]
+        assert unreachable[0].toleration_seconds == 30
+    service = kube.core.read_namespaced_service(name, namespace)
+    assert service.spec.cluster_ip == "None" and service.spec.publish_not_ready_addresses
+
+
+def test_mindspore_job_gets_an_hccl_rank_table(kube: Kube, namespace: str, pool: str) -> None:
+    name = submit(kube, namespace, pool, MINDSPORE)
+    status = wait_phase(kube, namespace, name, "Running")
+    assert status["workers"] == 6 and status["accelerator"] == "Ascend910B"
+    table = json.loads(kube.core.read_namespaced_config_map(f"{name}-cardpool", namespace).data["rank_table.json"])
+    assert table["version"] == "1.0" and table["server_count"] == "6" and table["status"] == "completed"
+    ranks = [d["rank_id"] for s in table["server_list"] for d in s["device"]]
+    assert ranks == [str(i) for i in range(48)]
+    assert table["server_list"][2]["server_id"] == f"{name}-2.{name}.{namespace}.svc"
+    pod = next(p for p in pods_of(kube, namespace, name) if p.metadata.labels["cardpool.io/rank"] == "2")
+    env = env_of(pod)
+    assert (env["RANK_TABLE_FILE"], env["RANK_SIZE"], env["RANK_ID"]) == (
+        "/etc/cardpool/rank_table.json", "48", "16")
+    assert env["CARDPOOL_COLLECTIVE"] == "hccl" and env["HCCL_CONNECT_TIMEOUT"] == "1200"  # the override
+    assert pod.spec.containers[0].resources.limits["huawei.com/Ascend910"] == "8"
+    assert any(v.config_map and v.config_map.name == f"{name}-cardpool" for v in pod.spec.volumes)
+
+
+def test_a_job_larger_than_free_capacity_queues_without_pods_then_starts(kube: Kube, namespace: str,
+                                                                         pool: str) -> None:
+    holder = submit(kube, namespace, pool, TORCH)  # 4 of the 6 H800 nodes
+    wait_phase(kube, namespace, holder, "Running")
+    big = submit(kube, namespace, pool, TORCH, **{"metadata.name": "big", "spec.workers.size": {"min": 3, "max": 3},
+                                                  "spec.placement.accelerators": ["H800"]})
+    status = wait_phase(kube, namespace, big, "Queued")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "Reserved"
+    assert "needs 3 x 8 cards of H800" in ready["message"]
+    assert pods_of(kube, namespace, big) == []
+    client.CustomObjectsApi(kube.api).delete_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs",
+                                                                      holder)
+    status = wait_phase(kube, namespace, big, "Running")
+    assert status["workers"] == 3
+
+
+def test_a_job_falls_back_to_its_second_preference(kube: Kube, namespace: str, pool: str) -> None:
+    full = submit(kube, namespace, pool, TORCH, **{"metadata.name": "full", "spec.workers.size": {"min": 6, "max": 6},
+                                                   "spec.placement.accelerators": ["H800"]})
+    wait_phase(kube, namespace, full, "Running")
+    name = submit(kube, namespace, pool, TORCH, **{"spec.workers.size": {"min": 2, "max": 2}})
+    status = wait_phase(kube, namespace, name, "Running")
+    assert status["accelerator"] == "A100"
+    assert {node_model(kube, p.spec.node_name) for p in pods_of(kube, namespace, name)} == {"a100"}
+
+
+def test_suspend_stops_the_workers_and_resume_starts_a_new_attempt(kube: Kube, namespace: str, pool: str) -> None:
+    name = submit(kube, namespace, pool, TORCH)
+    wait_phase(kube, namespace, name, "Running")
+    api = client.CustomObjectsApi(kube.api)
+    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs", name, {"spec": {"suspend": True}})
+    status = wait_phase(kube, namespace, name, "Suspended")
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Suspended"] == "True"
+    wait_for(f"pods of {name} to be gone", lambda: pods_of(kube, namespace, name) == [], timeout=TIMEOUT)
+    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs", name, {"spec": {"suspend": False}})
+    status = wait_phase(kube, namespace, name, "Running")
+    assert status["attempt"] == 2 and status["restarts"]["counted"] == 0
+    assert {p.metadata.name for p in pods_of(kube, namespace, name)} == {f"{name}-a2-{r}" for r in range(4)}
+
+
+def test_deleting_a_job_removes_its_pods_service_and_config(kube: Kube, namespace: str, pool: str) -> None:
+    name = submit(kube, namespace, pool, TORCH)
+    wait_phase(kube, namespace, name, "Running")
+    client.CustomObjectsApi(kube.api).delete_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs",
+                                                                      name)
+
+    def gone() -> bool:
+        left = [p.metadata.name for p in pods_of(kube, namespace, name)]
+        left += [s.metadata.name for s in kube.core.list_namespaced_service(namespace).items]
+        left += [c.metadata.name for c in kube.core.list_namespaced_config_map(namespace).items
+                 if c.metadata.name.startswith(name)]
+        if left:
+            raise NotYet(f"still there: {left}")
+        return True
+
+    wait_for(f"the children of {name} to be garbage-collected", gone, timeout=TIMEOUT)
+
+
+def test_finished_job_is_deleted_after_its_ttl(kube: Kube, namespace: str, pool: str) -> None:
+    name = submit(kube, namespace, pool, TORCH, **{"spec.workers.size": {"min": 2, "max": 2},
+                                                   "spec.ttlSecondsAfterFinished": 3})
+    wait_phase(kube, namespace, name, "Running")
+    faults.complete_pod(kube.core, namespace, f"{name}-a1-0")  # PyTorch: rank 0 decides
+    status = wait_phase(kube, namespace, name, "Succeeded")
+    assert status["completionTime"]
+
+    def deleted() -> bool:
+        try:
+            get_job(kube, namespace, name)
+        except ApiException as exc:
+            return exc.status == 404
+        raise NotYet("the job still exists")
+
+    wait_for(f"TrainingJob {name} to be deleted 3 s after it finished", deleted, timeout=TIMEOUT)
+
+
+def test_sigkill_in_the_middle_of_a_64_pod_gang_converges_to_one_pod_per_rank(
+        kube: Kube, namespace: str, pool: str, operator: Any) -> None:
+    seen: list[int] = []
+    killed = threading.Event()
+
+    def kill_on_first_pod() -> None:
+        w = watch.Watch()
+        for event in w.stream(kube.core.list_namespaced_pod, namespace, label_selector=f"{LABEL_JOB}=gang",
+                              timeout_seconds=TIMEOUT):
+            if event["type"] == "ADDED":
+                operator.stop(sig=signal.SIGKILL)
+                seen.append(len(pods_of(kube, namespace, "gang")))
+                killed.set()
+                w.stop()
+
+    watcher = threading.Thread(target=kill_on_first_pod, daemon=True)
+    watcher.start()
+    try:
+        submit(kube, namespace, pool, TORCH, **{
+            "metadata.name": "gang", "spec.workers.cardsPerWorker": 1, "spec.workers.size": {"min": 64, "max": 64},
+            "spec.placement.accelerators": ["H800", "A100"], "spec.placement.mode": "Mixed",
+            # eight 1-card workers share a 192-CPU node: cardpool places by cards, so keep CPU small
+            "spec.workers.template.spec.containers.0.resources": {"requests": {"cpu": "4"}}})
+        assert killed.wait(TIMEOUT), "no pod of the gang appeared"
+    finally:
+        watcher.join(timeout=5)
+        operator.start()  # the same operator, restarted
+    assert seen and seen[0] < 64, f"the operator was killed after creating {seen} pods: not mid-gang"
+    status = wait_phase(kube, namespace, "gang", "Running", timeout=90)
+    pods = pods_of(kube, namespace, "gang")
+    ranks = sorted(int(p.metadata.labels["cardpool.io/rank"]) for p in pods)
+    assert ranks == list(range(64)), "exactly one pod per rank"
+    assert {p.metadata.labels["cardpool.io/attempt"] for p in pods} == {"1"} and status["attempt"] == 1
+
+
+def test_two_replicas_one_acts_and_the_other_takes_over(kube: Kube, namespace: str, pool: str,
+                                                        operator: Any) -> None:
+    coordination = client.CoordinationV1Api(kube.api)
+
+    def holder() -> str:
+        return coordination.read_namespaced_lease("cardpool-operator", "default").spec.holder_identity
+
+    operator.start("standby", health_port=operator.health_port + 1)
+    try:
+        assert holder() == "operator"
+        first = submit(kube, namespace, pool, TORCH, **{"metadata.name": "first"})
+        wait_phase(kube, namespace, first, "Running")
+        assert "placing attempt 1 of " + f"{namespace}/first" in operator.log("operator")
+        assert "placing attempt" not in operator.log("standby")
+
+        operator.stop("operator", sig=signal.SIGKILL)  # no cleanup: the lease must expire
+        wait_for("the standby to take the lease", lambda: holder() == "standby", timeout=25)
+        second = submit(kube, namespace, pool, TORCH, **{"metadata.name": "second",
+                                                         "spec.workers.size": {"min": 2, "max": 2}})
+        wait_phase(kube, namespace, second, "Running")
+        assert "placing attempt 1 of " + f"{namespace}/second" in operator.log("standby")
+    finally:
+        operator.stop("standby")  # SIGTERM: it releases the lease on the way out
+        operator.stop("operator")
+        operator.start()
+    wait_for("the restarted operator to take the lease", lambda: holder() == "operator", timeout=25)

@@ -1,0 +1,136 @@
+"""One pass over a pool: the single place where the pool's cards are decided.
+
+Observed nodes and jobs in; out: a snapshot for the queue, a plan per job and the pool's status. Cards are
+held by the recorded placement of every job in Starting or Running, and by pods of any attempt that still
+exist, so a job between attempts never frees cards its old pods still use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus, GroupStatus
+from cardpool.api.conditions import Condition, set_condition
+from cardpool.api.trainingjob import Phase, PlacementMode
+
+from .health import classify
+from .lifecycle import JobPlan, needs_placement, plan_job, rank_nodes
+from .observed import ObservedJob, ObservedNode, ObservedPod
+from .queue import QueuePlan, schedule
+from .snapshot import Allocation, Group, JobRequest, Mode, Node, Packing, Snapshot, Worker
+
+
+@dataclass
+class PoolPlan:
+    jobs: list[JobPlan]
+    status: CardPoolStatus
+    queue: QueuePlan
+    faulty_nodes: dict[str, str] = field(default_factory=dict)
+    """node -> reason, for nodes of the pool classified unhealthy."""
+
+
+def member_group(spec: CardPoolSpec, labels: dict[str, str]):
+    """The first node group whose selector the labels match."""
+    return next((g for g in spec.node_groups if all(labels.get(k) == v for k, v in g.node_selector.items())), None)
+
+
+def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[ObservedJob], now: datetime,
+                   other_pods: tuple[ObservedPod, ...] = ()) -> tuple[Snapshot, dict[str, str]]:
+    """`other_pods`: cardpool pods of other pools' jobs, whose cards on shared nodes are not free here."""
+    others: dict[str, int] = {}
+    for pod in other_pods:
+        if pod.node and pod.phase not in ("Succeeded", "Failed"):
+            others[pod.node] = others.get(pod.node, 0) + pod.cards
+    core_nodes, faulty = [], {}
+    for node in sorted(nodes, key=lambda n: n.name):
+        group = member_group(spec, node.labels)
+        if group is None:
+            continue
+        health = classify(node.conditions, node.taints, node.unschedulable, spec.health)
+        if not health.healthy:
+            faulty[node.name] = health.reason
+        resource = group.accelerator.resource
+        core_nodes.append(Node(
+            name=node.name, group=group.name, model=group.accelerator.model,
+            allocatable=node.allocatable.get(resource, 0),
+            capacity=node.capacity.get(resource, group.accelerator.cards_per_node),
+            topology=tuple(node.labels.get(k, "") for k in group.topology_keys),
+            healthy=health.healthy, schedulable=health.schedulable, used_by_others=others.get(node.name, 0)))
+    groups = tuple(Group(g.name, g.accelerator.model, g.accelerator.cards_per_node,
+                         g.accelerator.relative_throughput) for g in spec.node_groups)
+    known = {n.name: n for n in core_nodes}
+    allocations, pending = [], []
+    for job in jobs:
+        held: dict[str, int] = {}
+        if job.status.phase in (Phase.STARTING, Phase.RUNNING):
+            for node, _, _ in rank_nodes(job.status).values():
+                held[node] = held.get(node, 0) + job.spec.workers.cards_per_worker
+        for pod in job.pods:
+            if pod.attempt != job.status.attempt and pod.node and pod.phase not in ("Succeeded", "Failed"):
+                held[pod.node] = held.get(pod.node, 0) + job.spec.workers.cards_per_worker
+        workers = tuple(Worker(i, node, known[node].group, known[node].model, cards)
+                        for i, (node, cards) in enumerate(sorted(held.items())) if node in known)
+        if workers:
+            allocations.append(Allocation(job.key, workers))
+        if needs_placement(job, now):
+            pending.append(request(job))
+    return Snapshot(nodes=tuple(core_nodes), groups=groups, allocations=tuple(allocations),
+                    pending=tuple(pending)), faulty
+
+
+def request(job: ObservedJob) -> JobRequest:
+    spec = job.spec
+    return JobRequest(
+        key=job.key, cards_per_worker=spec.workers.cards_per_worker, min_workers=spec.workers.size.min,
+        max_workers=spec.workers.size.max, unit=spec.workers.size.unit, desired_workers=spec.workers.size.desired,
+        accelerators=tuple(spec.placement.accelerators),
+        mode=Mode.MIXED if spec.placement.mode == PlacementMode.MIXED else Mode.HOMOGENEOUS,
+        packing=Packing(spec.placement.topology_packing.value), priority=spec.priority, submitted=job.created)
+
+
+def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None,
+                   nodes: list[ObservedNode], jobs: list[ObservedJob], now: datetime,
+                   other_pods: tuple[ObservedPod, ...] = ()) -> PoolPlan:
+    snapshot, faulty = build_snapshot(spec, nodes, jobs, now, other_pods)
+    queue = schedule(snapshot)
+    offers = {p.job: p for p in queue.admitted}
+    waits = {w.job: w for w in queue.waiting}
+    plans = [plan_job(job, now, offers.get(job.key), waits.get(job.key), frozenset(faulty)) for job in jobs]
+    return PoolPlan(plans, pool_status(spec, generation, previous, snapshot, queue, now), queue, faulty)
+
+
+def pool_status(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None, snapshot: Snapshot,
+                queue: QueuePlan, now: datetime) -> CardPoolStatus:
+    used, free_now = snapshot.used(), snapshot.free()
+    groups = []
+    for g in spec.node_groups:
+        members = [n for n in snapshot.nodes if n.group == g.name]
+        frag = queue.fragmentation.get(g.name)
+        healthy = sum(n.allocatable for n in members if n.usable)
+        cards = sum(n.capacity for n in members)
+        allocated = sum(min(used[n.name], n.allocatable) for n in members if n.usable)
+        free = sum(free_now[n.name] for n in members)
+        groups.append(GroupStatus(
+            name=g.name, model=g.accelerator.model, nodes=len(members), cards=cards, healthy_cards=healthy,
+            allocated_cards=allocated, free_cards=free, unhealthy_cards=cards - healthy,
+            draining_nodes=sum(1 for n in members if n.healthy and not n.schedulable),
+            largest_free_block=frag.largest_free_block if frag else 0,
+            fragmentation_percent=frag.percent if frag else 0))
+    free_total = sum(g.free_cards for g in groups)
+    whole = sum(f.largest_gang_cards for f in queue.fragmentation.values())
+    empty_groups = [g.name for g in groups if g.nodes == 0]
+    conditions: list[Condition] = list(previous.conditions) if previous else []
+    if empty_groups:
+        msg = f"no node matches the selector of group(s) {', '.join(empty_groups)}"
+        conditions = set_condition(conditions, "Ready", False, "GroupWithoutNodes", msg, now, generation)
+    else:
+        msg = f"{sum(g.nodes for g in groups)} nodes, {free_total} free cards"
+        conditions = set_condition(conditions, "Ready", True, "NodesObserved", msg, now, generation)
+    conditions = set_condition(conditions, "Reconciling", False, "Observed", "", now, generation)
+    conditions = set_condition(conditions, "Stalled", False, "Observed", "", now, generation)
+    return CardPoolStatus(
+        observed_generation=generation, conditions=conditions, groups=groups, group_count=len(groups),
+        cards=sum(g.cards for g in groups), free_cards=free_total,
+        unhealthy_cards=sum(g.unhealthy_cards for g in groups),
+        fragmentation_percent=round(100 * (1 - whole / free_total)) if free_total else 0)

@@ -1,0 +1,77 @@
+"""The Kubernetes API as cardpool uses it: retried on transient errors, idempotent where it can be
+(409 on create and 404 on delete are success)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
+
+from cardpool.api.keys import GROUP, VERSION
+
+log = logging.getLogger("cardpool.kube")
+T = TypeVar("T")
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, ApiException):
+        return exc.status in (0, 429, 500, 502, 503, 504)
+    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+
+
+retried = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(5),
+                wait=wait_exponential(multiplier=0.2, max=5), reraise=True)
+
+
+class Kube:
+    """Typed API groups over one ApiClient."""
+
+    def __init__(self, api: client.ApiClient | None = None):
+        if api is None:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            api = client.ApiClient()
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.coordination = client.CoordinationV1Api(api)
+
+    @retried
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return fn(*args, **kwargs)
+
+    def create(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+        """Create; False when it already exists."""
+        try:
+            self.call(fn, *args, **kwargs)
+            return True
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+
+    def delete(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+        """Delete; False when it was already gone."""
+        try:
+            self.call(fn, *args, **kwargs)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    def patch_job_status(self, namespace: str, name: str, status: dict) -> str:
+        """Returns the resourceVersion the write produced."""
+        updated = self.call(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
+                            "trainingjobs", name, {"status": status})
+        return updated["metadata"]["resourceVersion"]
+
+    def patch_pool_status(self, name: str, status: dict) -> None:
+        self.call(self.custom.patch_cluster_custom_object_status, GROUP, VERSION, "cardpools", name,
+                  {"status": status})

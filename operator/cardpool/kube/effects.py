@@ -1,0 +1,78 @@
+"""Carry out a pool pass's plan, idempotently: status first (the job's memory), then deletions, then the
+children of a new attempt, then events. Safe to repeat after a crash at any point."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from kubernetes.client.exceptions import ApiException
+
+from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
+from cardpool.api.keys import GROUP, VERSION
+from cardpool.core.lifecycle import JobPlan
+from cardpool.core.observed import ObservedJob
+
+from . import builders
+from .client import Kube
+
+log = logging.getLogger("cardpool.effects")
+PARALLEL_CREATES = 16
+
+
+def status_patch(model) -> dict:
+    """A merge patch that also removes fields that became unset (null deletes in a merge patch)."""
+    return model.model_dump(mode="json", by_alias=True)
+
+
+def apply_job(kube: Kube, job: ObservedJob, plan: JobPlan, pool_name: str, pool: CardPoolSpec,
+              now: datetime, pool_executor: ThreadPoolExecutor) -> str | None:
+    """Returns the resourceVersion of the status write, if there was one."""
+    written = None
+    if plan.status_changed:
+        written = kube.patch_job_status(job.namespace, job.name, status_patch(plan.status))
+    for name in plan.delete:
+        kube.delete(kube.core.delete_namespaced_pod, name, job.namespace)
+    if plan.create:
+        log.info("placing attempt %s of %s: %d pods", plan.status.attempt, job.key, len(plan.create))
+        # the children are built from the status just written: the recorded placement of this attempt
+        current = ObservedJob(job.namespace, job.name, job.uid, job.generation, job.created, job.spec, plan.status,
+                              job.pods)
+        kube.create(kube.core.create_namespaced_service, job.namespace, builders.service(current, pool_name))
+        _put_config_map(kube, builders.config_map(current, pool_name, pool))
+        pods = [builders.worker_pod(current, pool_name, pool, slot) for slot in plan.create]
+        list(pool_executor.map(lambda p: kube.create(kube.core.create_namespaced_pod, job.namespace, p), pods))
+    for event in plan.events:
+        post_event(kube, job, event.type, event.reason, event.message, now)
+    if plan.delete_job:
+        kube.delete(kube.custom.delete_namespaced_custom_object, GROUP, VERSION, job.namespace, "trainingjobs",
+                    job.name, propagation_policy="Background")
+    return written
+
+
+def _put_config_map(kube: Kube, manifest: dict) -> None:
+    meta = manifest["metadata"]
+    if not kube.create(kube.core.create_namespaced_config_map, meta["namespace"], manifest):
+        kube.call(kube.core.replace_namespaced_config_map, meta["name"], meta["namespace"], manifest)
+
+
+def apply_pool_status(kube: Kube, name: str, status: CardPoolStatus, previous: CardPoolStatus | None) -> None:
+    if status != previous:
+        kube.patch_pool_status(name, status_patch(status))
+
+
+def post_event(kube: Kube, job: ObservedJob, type_: str, reason: str, message: str, now: datetime) -> None:
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = {
+        "metadata": {"generateName": f"{job.name}.", "namespace": job.namespace},
+        "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "name": job.name,
+                           "namespace": job.namespace, "uid": job.uid},
+        "type": type_, "reason": reason, "message": message[:1024],
+        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+        "source": {"component": "cardpool"}, "reportingComponent": "cardpool.io/operator",
+    }
+    try:
+        kube.call(kube.core.create_namespaced_event, job.namespace, body)
+    except ApiException as exc:  # an event is information; losing one must not fail the reconcile
+        log.warning("could not post event %s for %s/%s: %s", reason, job.namespace, job.name, exc.reason)
