@@ -9,18 +9,26 @@ export PYTHONPATH := $(CURDIR)/e2e
 KUBECONFIG_PATH = $${CARDPOOL_CLUSTER_DIR:-$(CURDIR)/.cluster}/kubeconfig
 KUBECTL = $$(bash e2e/cluster/build-binaries.sh)/kubectl --kubeconfig $(KUBECONFIG_PATH)
 OPERATOR_HEALTH := http://127.0.0.1:16480/healthz
+CRD_FILES := $(wildcard crds/cardpool.io_*.yaml)
 
 .PHONY: up down test unit e2e bench kubeconfig bindir binaries deps venv lint operator lock crds
 
 ## up: local cluster + small heterogeneous fleet + CRDs + the operator, all running in the background
 up: deps venv binaries
 	$(PY) -m localkube up --fleet e2e/fleets/small.yaml
-	@if compgen -G 'crds/*.yaml' >/dev/null; then \
-	  $(KUBECTL) apply --server-side -f crds/ && \
-	  $(KUBECTL) wait --for condition=established --timeout=60s -f crds/ && \
-	  $(KUBECTL) apply --server-side -f manifests/admission/; fi
+	$(KUBECTL) apply --server-side -k crds/
+	$(KUBECTL) wait --for condition=established --timeout=60s $(addprefix -f ,$(CRD_FILES))
+	$(KUBECTL) apply --server-side -f manifests/admission/
 	$(MAKE) --no-print-directory operator
-	@echo "ready: PATH=\$$(make -s bindir):\$$PATH KUBECONFIG=\$$(make -s kubeconfig) kubectl get nodes"
+	@# the demo: a mixed-vendor pool and three jobs; two run, the mixed one waits for cards
+	$(KUBECTL) apply --server-side -f manifests/examples/pool-mixed-vendor.yaml
+	$(KUBECTL) create namespace demo --dry-run=client -o yaml | $(KUBECTL) apply -f -
+	$(KUBECTL) apply --server-side -n demo -f manifests/examples/job-pytorch-homogeneous.yaml \
+	  -f manifests/examples/job-mindspore-elastic-ascend.yaml -f manifests/examples/job-mixed-families.yaml
+	$(KUBECTL) wait -n demo --for=jsonpath='{.status.phase}'=Running --timeout=90s \
+	  trainingjob/llama-sft trainingjob/pangu-pretrain
+	$(KUBECTL) get cardpools,trainingjobs -A
+	@echo "ready: PATH=\$$(make -s bindir):\$$PATH KUBECONFIG=\$$(make -s kubeconfig) kubectl get tj -A"
 
 ## operator: (re)start the operator against the local cluster; its log is .cluster/logs/operator.log
 operator: venv
@@ -44,6 +52,7 @@ e2e: deps venv binaries
 ## bench: benchmarks; each prints JSON as its last line
 bench: deps venv binaries
 	$(PY) -m cardpool.bench planner
+	$(PY) -m cardpool.bench start
 	$(PY) -m localkube bench
 
 kubeconfig:

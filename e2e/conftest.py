@@ -63,8 +63,14 @@ def kube() -> Iterator[Kube]:
         kubeconfig = cluster.kubeconfig
     api = config.new_client_from_config(str(kubeconfig))
     fleets.apply(client.CoreV1Api(api), fleets.Fleet.load(SMALL_FLEET))
+    handle = Kube(kubeconfig=kubeconfig, api=api, bindir=bindir())
+    if cluster and not started:
+        # a cluster from `make up` is the tests' own: its operator (maybe older code) stops, and its demo
+        # jobs and pools go, since they hold cards the tests expect free
+        cluster.processes.stop("operator")
+        reset_cardpool_objects(handle)
     try:
-        yield Kube(kubeconfig=kubeconfig, api=api, bindir=bindir())
+        yield handle
     finally:
         api.close()
         if cluster and started and os.environ.get("CARDPOOL_KEEP_CLUSTER") != "1":
@@ -74,9 +80,9 @@ def kube() -> Iterator[Kube]:
 @pytest.fixture(scope="session")
 def crds(kube: Kube) -> list[str]:
     """cardpool's CRDs from crds/, installed with server-side apply and Established, and its admission policy."""
-    files = sorted(CRDS.glob("*.yaml"))
-    kube.run("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
-    kube.run("wait", "--for", "condition=Established", "--timeout=60s", "-f", str(CRDS))
+    files = sorted(CRDS.glob("cardpool.io_*.yaml"))
+    kube.run("apply", "--server-side", "--force-conflicts", "-k", str(CRDS))
+    kube.run("wait", "--for", "condition=Established", "--timeout=60s", *(f"-f{f}" for f in files))
     kube.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "manifests" / "admission"))
     return [f.name for f in files]
 
@@ -101,8 +107,9 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 def reset_cardpool_objects(kube: Kube) -> None:
-    """The local cluster is the tests' own: jobs and pools left by `make up` or earlier runs would hold cards
-    the tests expect free, so they go (their pods with them)."""
+    """Delete every TrainingJob and CardPool and wait until their pods are gone."""
+    if "cardpools.cardpool.io" not in kube.run("get", "crd", "-o", "name").stdout:
+        return
     for kind in ("trainingjobs", "cardpools"):
         kube.run("delete", f"{kind}.cardpool.io", "--all", "--all-namespaces", "--wait=false")
 
@@ -121,13 +128,14 @@ class Operator:
     def __init__(self, kube: Kube, table: ProcessTable, health_port: int):
         self.kube, self.table, self.health_port = kube, table, health_port
 
-    def start(self, name: str = "operator", health_port: int | None = None) -> None:
+    def start(self, name: str = "operator", health_port: int | None = None, kubeconfig: Path | None = None,
+              namespace: str = "default") -> None:
         port = health_port or self.health_port
         url = f"http://127.0.0.1:{port}/healthz"
         self.table.start(name, [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
                                 f"--liveness={url}", "-m", "cardpool.handlers"],
-                         env={"KUBECONFIG": str(self.kube.kubeconfig), "CARDPOOL_IDENTITY": name,
-                              "CARDPOOL_NAMESPACE": "default"})
+                         env={"KUBECONFIG": str(kubeconfig or self.kube.kubeconfig), "CARDPOOL_IDENTITY": name,
+                              "CARDPOOL_NAMESPACE": namespace})
         entry = self.table.get(name)
 
         def healthy() -> bool:
@@ -148,11 +156,8 @@ class Operator:
 
 @pytest.fixture(scope="session")
 def operator(kube: Kube, crds: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    """The operator of this checkout, running for the whole session. An operator left by `make up` (maybe
-    older code) is stopped first, so exactly this one holds the lease."""
-    if not os.environ.get("CARDPOOL_KUBECONFIG"):
-        Cluster().processes.stop("operator")
-        reset_cardpool_objects(kube)
+    """The operator of this checkout, running from its first use to the end of the session (an operator
+    from `make up` was stopped by the `kube` fixture, so exactly this one holds the lease)."""
     op = Operator(kube, ProcessTable(tmp_path_factory.mktemp("operator")), Ports().base + 40)
     op.start()
     try:

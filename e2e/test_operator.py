@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from cardpool.api.keys import GROUP, LABEL_JOB, VERSION
 from localkube import faults
+from localkube.config import REPO
 from localkube.testing import Kube
 from localkube.waiting import NotYet, wait_for
 from manifests import edit, example
@@ -268,3 +270,36 @@ def test_two_replicas_one_acts_and_the_other_takes_over(kube: Kube, namespace: s
         operator.stop("operator")
         operator.start()
     wait_for("the restarted operator to take the lease", lambda: holder() == "operator", timeout=25)
+
+
+def test_installed_with_its_manifests_the_operator_works_with_only_its_rbac(
+        kube: Kube, namespace: str, pool: str, operator: Any, tmp_path) -> None:
+    kube.run("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "manifests"))
+    deployment = client.AppsV1Api(kube.api).read_namespaced_deployment("cardpool-operator", "cardpool-system")
+    container = deployment.spec.template.spec.containers[0]
+    assert deployment.spec.replicas == 2 and deployment.spec.template.spec.security_context.run_as_non_root
+    assert container.security_context.read_only_root_filesystem and container.resources.limits["memory"]
+    role = client.RbacAuthorizationV1Api(kube.api).read_cluster_role("cardpool-operator")
+    assert not any("*" in r.verbs or "*" in r.resources or "secrets" in r.resources for r in role.rules)
+    # the Deployment's pods cannot run here (KWOK only plays them): run this checkout as its ServiceAccount
+    token = kube.run("create", "token", "cardpool-operator", "-n", "cardpool-system", "--duration=1h").stdout
+    config = yaml.safe_load(kube.kubeconfig.read_text())
+    config["users"] = [{"name": "cardpool-operator", "user": {"token": token.strip()}}]
+    config["contexts"][0]["context"]["user"] = "cardpool-operator"
+    restricted = tmp_path / "operator.kubeconfig"
+    restricted.write_text(yaml.safe_dump(config))
+    operator.stop("operator")
+    try:
+        operator.start("restricted", health_port=operator.health_port + 2, kubeconfig=restricted,
+                       namespace="cardpool-system")
+        name = submit(kube, namespace, pool, TORCH, **{"spec.ttlSecondsAfterFinished": 0})
+        wait_phase(kube, namespace, name, "Running")
+        faults.complete_pod(kube.core, namespace, f"{name}-a1-0")
+        wait_for(f"{name} to finish and be deleted by its TTL", lambda: not [
+            j for j in client.CustomObjectsApi(kube.api).list_namespaced_custom_object(
+                GROUP, VERSION, namespace, "trainingjobs")["items"] if j["metadata"]["name"] == name], timeout=TIMEOUT)
+        log = operator.log("restricted")
+        assert "403" not in log and "Forbidden" not in log, log
+    finally:
+        operator.stop("restricted")
+        operator.start()

@@ -1,4 +1,7 @@
-"""python -m cardpool.bench planner [--quick]
+"""python -m cardpool.bench planner|start [--quick]
+
+`start` (cardpool.bench.start): gang start time on a real local cluster against an Indexed Job.
+`planner`:
 
 Prints progress lines, then one JSON object as the last line:
 - place_ms: median time to plan one 512-card job (64 workers x 8) on heterogeneous pools of 250, 1,000 and
@@ -94,9 +97,14 @@ def policies(seeds: list[int], jobs: int, node_count: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cardpool.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["planner"])
+    parser.add_argument("what", choices=["planner", "start"])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and seeds (a smoke run)")
     args = parser.parse_args(argv)
+    if args.what == "start":
+        from .start import run
+
+        print(json.dumps(run(repeats=1 if args.quick else 3)))
+        return 0
     repeats, seeds, jobs = (3, [1], 300) if args.quick else (21, [1, 2, 3], 1500)
     result: dict = {"place_ms": place_ms(repeats), "replan_ms": replan_ms(max(repeats // 3, 3))}
     sim = policies(seeds, jobs, node_count=128)

@@ -95,11 +95,13 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     old = job.status
     status = old.model_copy(deep=True)
     plan = JobPlan(job.key, status)
-    current = {p.rank: p for p in job.pods if p.attempt == status.attempt and status.attempt > 0}
-    others = [p for p in job.pods if status.attempt == 0 or p.attempt != status.attempt]
-    plan.delete += [p.name for p in others if not p.deleting]
     reason, message = "", ""
     phase = status.phase or Phase.QUEUED
+    # only a Starting or Running attempt owns pods; any other pod is left over and goes
+    live = phase in (Phase.STARTING, Phase.RUNNING) and status.attempt > 0
+    current = {p.rank: p for p in job.pods if live and p.attempt == status.attempt}
+    plan.delete += [p.name for p in job.pods
+                    if (p.rank not in current or current[p.rank] is not p) and not p.deleting]
 
     def stop_attempt() -> None:
         plan.delete += [p.name for p in current.values() if not p.deleting]

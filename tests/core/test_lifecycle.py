@@ -1,0 +1,120 @@
+"""A job's next step as a table: recorded status + observed pods + the queue's offer -> plan."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+
+from cardpool.api.trainingjob import Phase, TrainingJobSpec, TrainingJobStatus
+from cardpool.core.lifecycle import needs_placement, plan_job, rank_nodes, record
+from cardpool.core.observed import ObservedJob, ObservedPod
+from cardpool.core.placement import Placement
+from cardpool.core.queue import Waiting
+from cardpool.core.snapshot import Worker
+
+from ..examples import EXAMPLES
+
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+SPEC = TrainingJobSpec.model_validate(yaml.safe_load((EXAMPLES / "job-pytorch-homogeneous.yaml").read_text())["spec"])
+OFFER = Placement("ns/job", tuple(Worker(r, f"h800-{r}", "h800", "H800", 8) for r in range(4)))
+
+
+def job(status: dict | None = None, pods: list[tuple[int, int, str]] = (), spec: TrainingJobSpec = SPEC,
+        **pod_fields) -> ObservedJob:
+    """pods: (attempt, rank, phase)."""
+    observed = tuple(ObservedPod(f"job-a{a}-{r}", "ns", "job", a, r, f"h800-{r}", phase, **pod_fields)
+                     for a, r, phase in pods)
+    return ObservedJob("ns", "job", "uid-1", 1, NOW - timedelta(minutes=5), spec,
+                       TrainingJobStatus.model_validate(status or {}), observed)
+
+
+def started(attempt: int = 1, phase: str = "Starting", **extra) -> dict:
+    status = TrainingJobStatus(attempt=attempt, phase=phase, placement=record(OFFER),
+                               attempt_start_time=NOW - timedelta(seconds=10))
+    return {**status.model_dump(by_alias=True, mode="json", exclude_none=True), **extra}
+
+
+RUNNING4 = [(1, r, "Running") for r in range(4)]
+
+
+def test_a_new_job_waits_in_the_queue_with_the_queues_reason() -> None:
+    plan = plan_job(job(), NOW, waiting=Waiting("ns/job", "Reserved", "needs 4 x 8 cards of H800"))
+    assert plan.status.phase == Phase.QUEUED and not plan.create
+    ready = next(c for c in plan.status.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason) == ("False", "Reserved")
+
+
+def test_an_offer_records_the_attempt_before_any_pod_exists() -> None:
+    plan = plan_job(job(), NOW, offer=OFFER)
+    assert plan.status.phase == Phase.STARTING and plan.status.attempt == 1
+    assert rank_nodes(plan.status) == {r: (f"h800-{r}", "h800", "H800") for r in range(4)}
+    assert [s.rank for s in plan.create] == [0, 1, 2, 3]
+    assert plan.events[0].reason == "GangPlaced"
+
+
+def test_after_a_crash_only_the_missing_ranks_are_created_on_their_recorded_nodes() -> None:
+    plan = plan_job(job(started(), pods=[(1, 0, "Running"), (1, 2, "Pending")]), NOW)
+    assert [(s.rank, s.node) for s in plan.create] == [(1, "h800-1"), (3, "h800-3")]
+    assert plan.status.attempt == 1 and not plan.delete
+
+
+def test_all_ranks_running_makes_the_job_running_once() -> None:
+    plan = plan_job(job(started(), pods=RUNNING4), NOW)
+    assert plan.status.phase == Phase.RUNNING and plan.status.start_time == NOW
+    again = plan_job(job(plan.status.model_dump(by_alias=True, mode="json"), pods=RUNNING4), NOW + timedelta(1))
+    assert not again.status_changed and not again.events
+
+
+def test_pods_of_other_attempts_are_deleted_before_a_new_attempt_is_placed() -> None:
+    plan = plan_job(job({"phase": "Restarting", "attempt": 1}, pods=[(1, 0, "Running")]), NOW, offer=OFFER)
+    assert plan.delete == ["job-a1-0"] and not plan.create and plan.status.attempt == 1
+    assert needs_placement(job({"phase": "Restarting", "attempt": 1}, pods=[(1, 0, "Running")]), NOW) is False
+
+
+@pytest.mark.parametrize(("counted", "expected"), [(0, Phase.RESTARTING), (20, Phase.FAILED)])
+def test_a_failed_worker_restarts_within_the_budget_and_fails_beyond_it(counted: int, expected: Phase) -> None:
+    pods = [(1, 0, "Running"), (1, 1, "Failed"), (1, 2, "Running"), (1, 3, "Running")]
+    plan = plan_job(job(started(phase="Running", restarts={"counted": counted}), pods=pods, exit_code=137), NOW)
+    assert plan.status.phase == expected
+    assert sorted(plan.delete) == ["job-a1-0", "job-a1-1", "job-a1-2", "job-a1-3"]
+    assert plan.status.last_failure.reason == "WorkerFailed"
+    assert plan.status.restarts.counted == min(counted + 1, 20)
+
+
+def test_a_worker_on_a_faulty_node_restarts_without_spending_the_budget() -> None:
+    plan = plan_job(job(started(phase="Running"), pods=RUNNING4), NOW, faulty_nodes=frozenset({"h800-2"}))
+    assert plan.status.phase == Phase.RESTARTING
+    assert (plan.status.restarts.counted, plan.status.restarts.uncounted) == (0, 1)
+    assert plan.status.last_failure.reason == "NodeFault"
+
+
+def test_a_gang_that_does_not_start_in_time_is_rolled_back_with_backoff() -> None:
+    status = started(attemptStartTime=(NOW - timedelta(seconds=SPEC.startup_timeout_seconds + 1)).isoformat())
+    plan = plan_job(job(status, pods=[(1, 0, "Running"), (1, 1, "Pending")]), NOW)
+    assert plan.status.phase == Phase.QUEUED and plan.status.start_timeouts == 1
+    assert plan.status.not_before == NOW + timedelta(seconds=10)
+    assert sorted(plan.delete) == ["job-a1-0", "job-a1-1"] and not plan.create
+    assert next(c for c in plan.status.conditions if c.type == "Ready").reason == "GangStartTimeout"
+    assert not needs_placement(job(plan.status.model_dump(by_alias=True, mode="json")), NOW)
+
+
+def test_suspend_stops_the_workers_and_keeps_the_attempt() -> None:
+    spec = SPEC.model_copy(update={"suspend": True})
+    plan = plan_job(job(started(phase="Running"), pods=RUNNING4, spec=spec), NOW)
+    assert plan.status.phase == Phase.SUSPENDED and len(plan.delete) == 4 and plan.status.attempt == 1
+
+
+def test_rank_zero_decides_success_for_pytorch_and_the_rest_are_stopped() -> None:
+    pods = [(1, 0, "Succeeded"), (1, 1, "Running"), (1, 2, "Running"), (1, 3, "Running")]
+    plan = plan_job(job(started(phase="Running"), pods=pods), NOW)
+    assert plan.status.phase == Phase.SUCCEEDED and plan.status.completion_time == NOW
+    assert sorted(plan.delete) == ["job-a1-0", "job-a1-1", "job-a1-2", "job-a1-3"]
+
+
+def test_a_finished_job_is_deleted_after_its_ttl() -> None:
+    spec = SPEC.model_copy(update={"ttl_seconds_after_finished": 60})
+    done = {"phase": "Succeeded", "attempt": 1, "completionTime": (NOW - timedelta(seconds=59)).isoformat()}
+    assert not plan_job(job(done, spec=spec), NOW).delete_job
+    assert plan_job(job(done, spec=spec), NOW + timedelta(seconds=1)).delete_job
