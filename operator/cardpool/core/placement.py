@@ -15,19 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import groupby
 
-from .snapshot import JobRequest, Mode, Node, Packing, Snapshot, Worker
+from .snapshot import Allocation, JobRequest, Mode, Node, Packing, Snapshot, Worker
 
 
 @dataclass(frozen=True, slots=True)
-class Placement:
-    """Where every worker of one gang goes."""
-
-    job: str
-    workers: tuple[Worker, ...]
-
-    @property
-    def size(self) -> int:
-        return len(self.workers)
+class Placement(Allocation):
+    """Where every worker of one gang goes: an allocation not yet made."""
 
     @property
     def cards(self) -> int:
@@ -35,12 +28,6 @@ class Placement:
 
     def models(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(w.model for w in self.workers))
-
-    def cards_on(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for w in self.workers:
-            out[w.node] = out.get(w.node, 0) + w.cards
-        return out
 
 
 @dataclass(slots=True)

@@ -12,13 +12,13 @@ from datetime import datetime
 
 from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus, GroupStatus
 from cardpool.api.conditions import Condition, set_condition
-from cardpool.api.trainingjob import Phase, PlacementMode
+from cardpool.api.trainingjob import Phase
 
 from .health import classify
 from .lifecycle import JobPlan, needs_placement, plan_job, rank_nodes
 from .observed import ObservedJob, ObservedNode, ObservedPod
 from .queue import QueuePlan, schedule
-from .snapshot import Allocation, Group, JobRequest, Mode, Node, Packing, Snapshot, Worker
+from .snapshot import Allocation, Group, JobRequest, Node, Snapshot, Worker
 
 
 @dataclass
@@ -85,8 +85,8 @@ def request(job: ObservedJob) -> JobRequest:
         key=job.key, cards_per_worker=spec.workers.cards_per_worker, min_workers=spec.workers.size.min,
         max_workers=spec.workers.size.max, unit=spec.workers.size.unit, desired_workers=spec.workers.size.desired,
         accelerators=tuple(spec.placement.accelerators),
-        mode=Mode.MIXED if spec.placement.mode == PlacementMode.MIXED else Mode.HOMOGENEOUS,
-        packing=Packing(spec.placement.topology_packing.value), priority=spec.priority, submitted=job.created)
+        mode=spec.placement.mode, packing=spec.placement.topology_packing, priority=spec.priority,
+        submitted=job.created)
 
 
 def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None,

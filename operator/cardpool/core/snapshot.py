@@ -8,18 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 
+from cardpool.api.trainingjob import PlacementMode as Mode
+from cardpool.api.trainingjob import TopologyPacking as Packing
 
-class Mode(StrEnum):
-    HOMOGENEOUS = "Homogeneous"
-    MIXED = "Mixed"
-
-
-class Packing(StrEnum):
-    PREFERRED = "Preferred"
-    REQUIRED = "Required"
-    NONE = "None"
+__all__ = ["Allocation", "Group", "JobRequest", "Mode", "Node", "Packing", "Snapshot", "Worker"]
 
 
 @dataclass(frozen=True, slots=True)
