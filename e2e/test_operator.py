@@ -303,3 +303,17 @@ def test_installed_with_its_manifests_the_operator_works_with_only_its_rbac(
     finally:
         operator.stop("restricted")
         operator.start()
+
+
+def test_a_gang_that_cannot_start_is_rolled_back_and_requeued(kube: Kube, namespace: str, pool: str) -> None:
+    # cardpool places by cards; a CPU request no node can meet keeps the pods Pending, as a real
+    # scheduling surprise would
+    name = submit(kube, namespace, pool, TORCH, **{
+        "spec.startupTimeoutSeconds": 30, "spec.workers.size": {"min": 2, "max": 2},
+        "spec.workers.template.spec.containers.0.resources": {"requests": {"cpu": "1000"}}})
+    wait_phase(kube, namespace, name, "Starting")
+    status = wait_phase(kube, namespace, name, "Queued", timeout=30 + TIMEOUT)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "GangStartTimeout" and "did not start within 30 s" in ready["message"]
+    assert status["startTimeouts"] == 1 and status["notBefore"]
+    wait_for(f"the pods of {name} to be deleted", lambda: pods_of(kube, namespace, name) == [], timeout=TIMEOUT)

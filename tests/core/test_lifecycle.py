@@ -97,7 +97,11 @@ def test_a_gang_that_does_not_start_in_time_is_rolled_back_with_backoff() -> Non
     assert plan.status.not_before == NOW + timedelta(seconds=10)
     assert sorted(plan.delete) == ["job-a1-0", "job-a1-1"] and not plan.create
     assert next(c for c in plan.status.conditions if c.type == "Ready").reason == "GangStartTimeout"
-    assert not needs_placement(job(plan.status.model_dump(by_alias=True, mode="json")), NOW)
+    backing_off = job(plan.status.model_dump(by_alias=True, mode="json"))
+    assert not needs_placement(backing_off, NOW)
+    later = plan_job(backing_off, NOW + timedelta(seconds=5))
+    assert next(c for c in later.status.conditions if c.type == "Ready").reason == "GangStartTimeout"
+    assert needs_placement(backing_off, NOW + timedelta(seconds=10))
 
 
 def test_suspend_stops_the_workers_and_keeps_the_attempt() -> None:

@@ -136,7 +136,9 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
         else:
             phase = Phase.QUEUED if phase == Phase.SUSPENDED else phase
             if status.not_before is not None and status.not_before > now:
-                reason, message = "Backoff", f"not placed again before {status.not_before.isoformat()}"
+                reason = "GangStartTimeout"  # the only cause of a backoff; it stays the reason while it lasts
+                message = (f"the gang did not start within {spec.startup_timeout_seconds} s "
+                           f"({status.start_timeouts} times); placed again after {status.not_before.isoformat()}")
             elif waiting is not None:
                 reason, message = waiting.reason, waiting.message
             else:
