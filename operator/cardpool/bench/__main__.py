@@ -99,11 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cardpool.bench", description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["planner", "start"])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and seeds (a smoke run)")
+    parser.add_argument("--fleet", default="bench64.yaml", help="start: fleet file in e2e/fleets")
     args = parser.parse_args(argv)
     if args.what == "start":
         from .start import run
 
-        print(json.dumps(run(repeats=1 if args.quick else 3)))
+        print(json.dumps(run(repeats=1 if args.quick else 3, fleet_file=args.fleet)))
         return 0
     repeats, seeds, jobs = (3, [1], 300) if args.quick else (21, [1, 2, 3], 1500)
     result: dict = {"place_ms": place_ms(repeats), "replan_ms": replan_ms(max(repeats // 3, 3))}
