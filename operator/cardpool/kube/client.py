@@ -30,13 +30,16 @@ retried = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(5)
 class Kube:
     """Typed API groups over one ApiClient."""
 
-    def __init__(self, api: client.ApiClient | None = None):
+    def __init__(self, api: client.ApiClient | None = None, connections: int = 32):
         if api is None:
+            configuration = client.Configuration()
             try:
-                config.load_incluster_config()
+                config.load_incluster_config(client_configuration=configuration)
             except config.ConfigException:
-                config.load_kube_config()
-            api = client.ApiClient()
+                config.load_kube_config(client_configuration=configuration)
+            # parallel pod creation would otherwise queue on the default pool (5 per core) and reconnect
+            configuration.connection_pool_maxsize = connections
+            api = client.ApiClient(configuration)
         self.api = api
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
