@@ -370,3 +370,20 @@ def test_accelerators_must_be_offered_by_the_named_pool(kube: Kube, crds: list[s
     finally:
         client.CustomObjectsApi(kube.api).delete_cluster_custom_object(GROUP, VERSION, "cardpools",
                                                                        pool["metadata"]["name"])
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"pool": "elsewhere"}, "spec.pool is immutable"),
+    ({"workers": {"cardsPerWorker": 4}}, "spec.workers.cardsPerWorker is immutable"),
+])
+def test_pool_and_cards_per_worker_are_immutable(kube: Kube, crds: list[str], namespace: str, change: dict,
+                                                 message: str) -> None:
+    job = edit(example(JOB), {"spec.pool": f"{namespace}-absent"})
+    create(kube, job, namespace, dry_run=False)
+    with pytest.raises(ApiException) as refused:
+        client.CustomObjectsApi(kube.api).patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "trainingjobs", job["metadata"]["name"], {"spec": change})
+    assert refused.value.status == 422 and message in json.loads(refused.value.body)["message"]
+    # other fields still change, e.g. the desired size
+    client.CustomObjectsApi(kube.api).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "trainingjobs", job["metadata"]["name"], {"spec": {"priority": 5}})

@@ -122,3 +122,23 @@ def test_a_finished_job_is_deleted_after_its_ttl() -> None:
     done = {"phase": "Succeeded", "attempt": 1, "completionTime": (NOW - timedelta(seconds=59)).isoformat()}
     assert not plan_job(job(done, spec=spec), NOW).delete_job
     assert plan_job(job(done, spec=spec), NOW + timedelta(seconds=1)).delete_job
+
+
+def test_a_rank_whose_recorded_node_is_faulty_restarts_the_gang_at_once_without_spending_the_budget() -> None:
+    plan = plan_job(job(started(), pods=[(1, 0, "Running")]), NOW, faulty_nodes=frozenset({"h800-3"}))
+    assert plan.status.phase == Phase.RESTARTING and plan.status.restarts.uncounted == 1
+    assert plan.status.start_timeouts == 0 and "h800-3" in plan.status.last_failure.message
+
+
+def test_pods_already_deleted_on_a_faulty_node_do_not_hold_back_the_next_attempt() -> None:
+    stuck = job({"phase": "Restarting", "attempt": 1}, pods=[(1, 0, "Running")], deleting=True)
+    assert not needs_placement(stuck, NOW)
+    assert needs_placement(stuck, NOW, frozenset({"h800-0"}))
+    plan = plan_job(stuck, NOW, offer=OFFER, faulty_nodes=frozenset({"h800-0"}))
+    assert plan.status.attempt == 2 and len(plan.create) == 4
+
+
+def test_ranks_that_already_succeeded_count_as_started() -> None:
+    spec = SPEC.model_copy(update={"framework": "Generic"})
+    pods = [(1, 0, "Succeeded"), (1, 1, "Running"), (1, 2, "Running"), (1, 3, "Running")]
+    assert plan_job(job(started(), pods=pods, spec=spec), NOW).status.phase == Phase.RUNNING

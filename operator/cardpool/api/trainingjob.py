@@ -241,6 +241,13 @@ class TrainingJobSpec(ApiModel):
              "spec.workers.template.spec.terminationGracePeriodSeconds must be at least "
              "spec.checkpoint.gracefulSaveSeconds, or a graceful save cannot finish",
              field_path=".workers.template.spec.terminationGracePeriodSeconds"),
+        # cards held by a job are counted in its pool and by its size: changing either under a running job
+        # would break that accounting
+        rule("self.pool == oldSelf.pool", "spec.pool is immutable: delete and recreate the job to move it",
+             field_path=".pool"),
+        rule("self.workers.cardsPerWorker == oldSelf.workers.cardsPerWorker",
+             "spec.workers.cardsPerWorker is immutable: delete and recreate the job to change it",
+             field_path=".workers.cardsPerWorker"),
     )}
 
     pool: str = Field(pattern=DNS_SUBDOMAIN, max_length=253)

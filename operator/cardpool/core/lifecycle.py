@@ -26,6 +26,10 @@ from .placement import Placement
 from .queue import Waiting
 
 RANK0_DECIDES = {Framework.PYTORCH, Framework.DEEPSPEED, Framework.MEGATRON}
+
+
+def pod_name(job: str, attempt: int, rank: int) -> str:
+    return f"{job}-a{attempt}-{rank}"
 BACKOFF_BASE_S = 10
 BACKOFF_MAX_S = 600
 
@@ -58,12 +62,18 @@ class JobPlan:
     status_changed: bool = True
 
 
-def needs_placement(job: ObservedJob, now: datetime) -> bool:
+def blocking_pods(job: ObservedJob, faulty_nodes: frozenset[str] = frozenset()) -> list[ObservedPod]:
+    """Pods a new attempt must wait for: all, except those already deleted on a faulty node (a lost kubelet
+    never confirms their end; they hold no usable cards)."""
+    return [p for p in job.pods if not (p.deleting and p.node in faulty_nodes)]
+
+
+def needs_placement(job: ObservedJob, now: datetime, faulty_nodes: frozenset[str] = frozenset()) -> bool:
     """Whether the pool's queue should consider the job this pass."""
     status, spec = job.status, job.spec
     if spec.suspend or status.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.STARTING, Phase.RUNNING):
         return False
-    if any(p for p in job.pods):  # old pods still hold cards (or are going away)
+    if blocking_pods(job, faulty_nodes):  # pods of an earlier attempt still hold cards (or are going away)
         return False
     return status.not_before is None or status.not_before <= now
 
@@ -119,8 +129,8 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
         stop_attempt()
         phase, reason, message = Phase.SUSPENDED, "Suspended", "spec.suspend is true; workers stopped"
     elif phase in (Phase.QUEUED, Phase.RESTARTING, Phase.SUSPENDED):
-        if job.pods:
-            reason, message = "WaitingForPods", f"waiting for {len(job.pods)} pods of earlier attempts to go"
+        if waiting_for := blocking_pods(job, faulty_nodes):
+            reason, message = "WaitingForPods", f"waiting for {len(waiting_for)} pods of earlier attempts to go"
             if phase == Phase.SUSPENDED:
                 phase = Phase.QUEUED
         elif offer is not None:
@@ -146,7 +156,11 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     else:  # Starting or Running: the current attempt
         slots = rank_nodes(status)
         failed = [p for p in current.values() if p.phase == "Failed"]
-        on_faulty = [p for p in current.values() if p.node in faulty_nodes and p.phase not in ("Succeeded",)]
+        # a rank whose recorded node is faulty or gone, with or without its pod yet
+        on_faulty = [ObservedPod(pod_name(job.name, status.attempt, r), job.namespace, job.name, status.attempt, r,
+                                 node, current[r].phase if r in current else "Pending")
+                     for r, (node, _, _) in sorted(slots.items())
+                     if node in faulty_nodes and (r not in current or current[r].phase != "Succeeded")]
         vanished = [r for r in slots if r not in current] if phase == Phase.RUNNING else []
         if _succeeded(spec.framework, current, len(slots)):
             stop_attempt()
@@ -175,7 +189,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
                 plan.events.append(Event("Warning", why, message))
         else:
             plan.create = [RankSlot(r, *slots[r]) for r in sorted(slots) if r not in current]
-            running = [p for p in current.values() if p.phase == "Running"]
+            running = [p for p in current.values() if p.phase in ("Running", "Succeeded")]  # started
             started = status.attempt_start_time or now
             if len(running) == len(slots) and slots:
                 if phase != Phase.RUNNING:

@@ -51,6 +51,8 @@ class ObservedJob:
     spec: TrainingJobSpec
     status: TrainingJobStatus
     pods: tuple[ObservedPod, ...] = field(default=())
+    resource_version: str = ""
+    """Of the observed object; a status write names it, so a decision made on a stale view fails."""
 
     @property
     def key(self) -> str:

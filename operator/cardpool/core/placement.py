@@ -171,12 +171,12 @@ def _assign(job: JobRequest, parts: list[tuple[str, list[_Slot], int]], ledger: 
     for model, slots, n in parts:
         if n == 0:
             continue
-        if packing == Packing.REQUIRED:
+        if packing == Packing.REQUIRED and ledger.depth:
             top = _top_blocks(slots, ledger)
             fitting = [k for k, v in top.items() if v >= n]
             block = min(fitting, key=lambda k: (sum(s.busy for s in slots if ledger.path(s.node.name)[0] == k),
                                                 top[k] - n, k))
-            slots = [s for s in slots if not ledger.depth or ledger.path(s.node.name)[0] == block]
+            slots = [s for s in slots if ledger.path(s.node.name)[0] == block]
         depth = ledger.depth if packing == Packing.NONE else 0
         for node, count in _fill(slots, n, job.cards_per_worker, depth, ledger):
             for _ in range(count):

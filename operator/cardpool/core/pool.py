@@ -63,17 +63,20 @@ def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[Obs
     allocations, pending = [], []
     for job in jobs:
         held: dict[str, int] = {}
-        if job.status.phase in (Phase.STARTING, Phase.RUNNING):
+        live = job.status.phase in (Phase.STARTING, Phase.RUNNING)
+        if live:
             for node, _, _ in rank_nodes(job.status).values():
                 held[node] = held.get(node, 0) + job.spec.workers.cards_per_worker
-        for pod in job.pods:
-            if pod.attempt != job.status.attempt and pod.node and pod.phase not in ("Succeeded", "Failed"):
+        for pod in job.pods:  # every other pod still holds its cards until it has ended
+            if live and pod.attempt == job.status.attempt:
+                continue  # counted through the recorded placement
+            if pod.node and pod.phase not in ("Succeeded", "Failed"):
                 held[pod.node] = held.get(pod.node, 0) + job.spec.workers.cards_per_worker
         workers = tuple(Worker(i, node, known[node].group, known[node].model, cards)
                         for i, (node, cards) in enumerate(sorted(held.items())) if node in known)
         if workers:
             allocations.append(Allocation(job.key, workers))
-        if needs_placement(job, now):
+        if needs_placement(job, now, frozenset(faulty)):
             pending.append(request(job))
     return Snapshot(nodes=tuple(core_nodes), groups=groups, allocations=tuple(allocations),
                     pending=tuple(pending)), faulty
@@ -93,6 +96,11 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
                    nodes: list[ObservedNode], jobs: list[ObservedJob], now: datetime,
                    other_pods: tuple[ObservedPod, ...] = ()) -> PoolPlan:
     snapshot, faulty = build_snapshot(spec, nodes, jobs, now, other_pods)
+    known = {n.name for n in snapshot.nodes}
+    for job in jobs:  # a recorded node that left the pool (deleted, relabelled) is as good as faulty
+        for node, _, _ in rank_nodes(job.status).values():
+            if node not in known:
+                faulty.setdefault(node, "NodeMissing")
     queue = schedule(snapshot)
     offers = {p.job: p for p in queue.admitted}
     waits = {w.job: w for w in queue.waiting}

@@ -22,12 +22,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from cardpool import __version__
 from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
 from cardpool.api.keys import GROUP, LABEL_MANAGED_BY, MANAGED_BY, VERSION
 from cardpool.api.phases import conditions_for_phase
 from cardpool.api.trainingjob import Phase
+from cardpool.core.lifecycle import pod_name
 from cardpool.core.observed import ObservedJob, ObservedNode, ObservedPod
 from cardpool.core.pool import reconcile_pool
 from cardpool.kube import effects, observe
@@ -59,11 +61,14 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_
 async def shutdown(**_: Any) -> None:
     if task := state.get("loop"):
         task.cancel()
+    loop = asyncio.get_running_loop()
+    # a pass in flight finishes before the lease is handed over, so two replicas never write at once
+    if passes := state.get("passes"):
+        await loop.run_in_executor(None, lambda: passes.shutdown(wait=True))
+    if creates := state.get("creates"):
+        creates.shutdown(wait=False)
     if elector := state.get("elector"):
-        await asyncio.get_running_loop().run_in_executor(None, elector.stop)
-    for name in ("creates", "passes"):
-        if executor := state.get(name):
-            executor.shutdown(wait=False)
+        await loop.run_in_executor(None, elector.stop)
 
 
 @kopf.index("nodes")
@@ -120,12 +125,12 @@ async def pool_loop() -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=POOL_INTERVAL)
         wake.clear()
-        if not state["elector"].leading or "indexes" not in state:
-            continue
-        observed = _copy(state["indexes"])
         try:
+            if not state["elector"].leading or "indexes" not in state:
+                continue
+            observed = _copy(state["indexes"])
             await loop.run_in_executor(state["passes"], run_passes, observed)
-        except Exception:  # the next pass starts from what is observed then
+        except Exception:  # the loop must live on: the next pass starts from what is observed then
             log.exception("pool pass failed")
 
 
@@ -139,7 +144,10 @@ def run_passes(observed: Observations) -> None:
     for pool_name, bodies in observed.jobs.items():
         if pool_name not in observed.pools:
             for body in bodies:
-                report_missing_pool(body, pool_name, now)
+                try:
+                    report_missing_pool(body, pool_name, now)
+                except Exception:
+                    log.exception("reporting the missing pool of %s failed", body["metadata"].get("name"))
 
 
 def pool_pass(name: str, body: dict, observed: Observations, now: datetime) -> None:
@@ -167,14 +175,31 @@ def pool_pass(name: str, body: dict, observed: Observations, now: datetime) -> N
     others = tuple(p for key, pods in observed.pods.items() if key not in mine for p in pods)
     plan = reconcile_pool(pool, body["metadata"].get("generation") or 0, previous, observed.nodes, jobs, now,
                           others)
+    elector: LeaderElector = state["elector"]
     for job, job_plan in zip(jobs, plan.jobs, strict=True):
+        if not elector.leading:  # leadership lapsed during the pass: the next leader decides afresh
+            return
         try:
-            version = effects.apply_job(kube, job, job_plan, name, pool, now, state["creates"])
-            if version is not None:
-                written[(job.namespace, job.name)] = _version({"resourceVersion": version})
+            version = effects.write_status(kube, job, job_plan)
+        except ApiException as exc:
+            if exc.status == 409:  # the job changed since it was observed; decide again next pass
+                continue
+            log.exception("writing the status of %s failed", job.key)
+            continue
+        if version is not None:
+            written[(job.namespace, job.name)] = _version({"resourceVersion": version})
+        try:
+            effects.apply_children(kube, job, job_plan, name, pool, now, state["creates"])
         except Exception:  # one job's failure must not stall the pool; the next pass retries
             log.exception("applying the plan of %s failed", job.key)
-    effects.apply_pool_status(kube, name, plan.status, previous)
+        # pools later in this round see these pods' cards as used, before the watch shows them
+        cards = job.spec.workers.cards_per_worker
+        observed.pods[(job.namespace, job.name)] = observed.pods.get((job.namespace, job.name), ()) + tuple(
+            ObservedPod(pod_name(job.name, job_plan.status.attempt, slot.rank), job.namespace, job.name,
+                        job_plan.status.attempt, slot.rank, slot.node, "Pending", cards=cards, pool=name)
+            for slot in job_plan.create)
+    if elector.leading:
+        effects.apply_pool_status(kube, name, plan.status, previous)
 
 
 def _version(meta: dict) -> int:

@@ -23,7 +23,7 @@ from cardpool.api.keys import (
     MANAGED_BY,
 )
 from cardpool.api.trainingjob import Framework, TrainingJobSpec, TrainingJobStatus
-from cardpool.core.lifecycle import RankSlot, rank_nodes
+from cardpool.core.lifecycle import RankSlot, pod_name, rank_nodes
 from cardpool.core.observed import ObservedJob
 
 # Communication library per vendor, a hint for mixed jobs and for generic launchers.
@@ -35,10 +35,6 @@ COLLECTIVES = {Vendor.NVIDIA: "nccl", Vendor.HUAWEI: "hccl", Vendor.CAMBRICON: "
 # restarts the gang sooner.
 NODE_FAULT_TOLERATION_SECONDS = 30
 GRACE_MARGIN_SECONDS = 30
-
-
-def pod_name(job: str, attempt: int, rank: int) -> str:
-    return f"{job}-a{attempt}-{rank}"
 
 
 def config_name(job: str) -> str:

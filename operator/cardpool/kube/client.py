@@ -14,6 +14,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 from cardpool.api.keys import GROUP, VERSION
 
 log = logging.getLogger("cardpool.kube")
+REQUEST_TIMEOUT = 10.0
 T = TypeVar("T")
 
 
@@ -47,6 +48,7 @@ class Kube:
 
     @retried
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)  # a hung call must not outlive leadership
         return fn(*args, **kwargs)
 
     def create(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
@@ -69,10 +71,14 @@ class Kube:
                 return False
             raise
 
-    def patch_job_status(self, namespace: str, name: str, status: dict) -> str:
-        """Returns the resourceVersion the write produced."""
+    def patch_job_status(self, namespace: str, name: str, status: dict, resource_version: str = "") -> str:
+        """Returns the resourceVersion the write produced. With `resource_version`, the write succeeds only if
+        the object is still at that version (409 otherwise): a decision made on a stale view is refused."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         updated = self.call(self.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace,
-                            "trainingjobs", name, {"status": status})
+                            "trainingjobs", name, body)
         return updated["metadata"]["resourceVersion"]
 
     def patch_pool_status(self, name: str, status: dict) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime
 
 from kubernetes.client.exceptions import ApiException
@@ -26,19 +27,23 @@ def status_patch(model) -> dict:
     return model.model_dump(mode="json", by_alias=True)
 
 
-def apply_job(kube: Kube, job: ObservedJob, plan: JobPlan, pool_name: str, pool: CardPoolSpec,
-              now: datetime, pool_executor: ThreadPoolExecutor) -> str | None:
-    """Returns the resourceVersion of the status write, if there was one."""
-    written = None
-    if plan.status_changed:
-        written = kube.patch_job_status(job.namespace, job.name, status_patch(plan.status))
+def write_status(kube: Kube, job: ObservedJob, plan: JobPlan) -> str | None:
+    """The job's new status, only if the job is still as observed. Returns the new resourceVersion; None
+    when nothing changed. Raises ApiException 409 when the view was stale (decide again next pass)."""
+    if not plan.status_changed:
+        return None
+    return kube.patch_job_status(job.namespace, job.name, status_patch(plan.status), job.resource_version)
+
+
+def apply_children(kube: Kube, job: ObservedJob, plan: JobPlan, pool_name: str, pool: CardPoolSpec,
+                   now: datetime, pool_executor: ThreadPoolExecutor) -> None:
+    """After the status write: deletions, then the children of a new attempt, then events."""
     for name in plan.delete:
         kube.delete(kube.core.delete_namespaced_pod, name, job.namespace)
     if plan.create:
         log.info("placing attempt %s of %s: %d pods", plan.status.attempt, job.key, len(plan.create))
         # the children are built from the status just written: the recorded placement of this attempt
-        current = ObservedJob(job.namespace, job.name, job.uid, job.generation, job.created, job.spec, plan.status,
-                              job.pods)
+        current = replace(job, status=plan.status)
         kube.create(kube.core.create_namespaced_service, job.namespace, builders.service(current, pool_name))
         _put_config_map(kube, builders.config_map(current, pool_name, pool))
         pods = [builders.worker_pod(current, pool_name, pool, slot) for slot in plan.create]
@@ -48,7 +53,6 @@ def apply_job(kube: Kube, job: ObservedJob, plan: JobPlan, pool_name: str, pool:
     if plan.delete_job:
         kube.delete(kube.custom.delete_namespaced_custom_object, GROUP, VERSION, job.namespace, "trainingjobs",
                     job.name, propagation_policy="Background")
-    return written
 
 
 def _put_config_map(kube: Kube, manifest: dict) -> None:

@@ -75,4 +75,5 @@ def job(body: Mapping[str, Any], pods: tuple[ObservedPod, ...] = ()) -> Observed
         created=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else datetime.now(UTC),
         spec=TrainingJobSpec.model_validate(body["spec"]),
         status=TrainingJobStatus.model_validate(body.get("status") or {}),
-        pods=tuple(sorted(pods, key=lambda p: (p.attempt, p.rank))))
+        pods=tuple(sorted(pods, key=lambda p: (p.attempt, p.rank))),
+        resource_version=meta.get("resourceVersion", ""))

@@ -1,0 +1,37 @@
+"""A pool pass counts every card still in use, whatever the phase of the job holding it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import yaml
+
+from cardpool.api.cardpool import CardPoolSpec
+from cardpool.api.trainingjob import Phase
+from cardpool.core.observed import ObservedNode
+from cardpool.core.pool import reconcile_pool
+
+from ..examples import EXAMPLES
+from .test_lifecycle import job, started
+
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+POOL = CardPoolSpec.model_validate(yaml.safe_load((EXAMPLES / "pool-mixed-vendor.yaml").read_text())["spec"])
+NODES = [ObservedNode(f"h800-{i}", {"nvidia.com/gpu.product": "NVIDIA-H800"}, {"nvidia.com/gpu": 8},
+                      {"nvidia.com/gpu": 8}, {"Ready": "True"}) for i in range(4)]
+
+
+def test_pods_of_a_restarting_job_still_hold_their_cards() -> None:
+    restarting = job({"phase": "Restarting", "attempt": 1}, pods=[(1, r, "Running") for r in range(4)],
+                     deleting=True)
+    waiting = replace(job(), name="other")
+    plan = reconcile_pool(POOL, 1, None, NODES, [restarting, waiting], NOW)
+    assert not plan.queue.admitted  # h800-0..3 are still busy with the terminating pods
+    assert {p.job: p.status.phase for p in plan.jobs}["ns/other"] == Phase.QUEUED
+
+
+def test_a_recorded_node_that_left_the_pool_is_a_fault() -> None:
+    gone = job(started(phase="Running"), pods=[(1, r, "Running") for r in range(4)])
+    plan = reconcile_pool(POOL, 1, None, NODES[:3], [gone], NOW)
+    assert plan.faulty_nodes == {"h800-3": "NodeMissing"}
+    assert plan.jobs[0].status.phase == Phase.RESTARTING
