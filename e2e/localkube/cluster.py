@@ -3,7 +3,6 @@ kube-scheduler and kwok, as processes on 127.0.0.1."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import ssl
 import subprocess
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from .config import KWOK_CONFIG, Ports, bindir, default_state_dir
 from .pki import Pki
-from .processes import ProcessDied, ProcessTable, Recorded
+from .processes import ProcessDied, ProcessTable
 from .waiting import wait_for
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -211,7 +210,3 @@ def _no_verify() -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
-
-def describe(processes: list[Recorded]) -> str:
-    return json.dumps([{"name": p.name, "pid": p.pid, "alive": p.alive(), "rss_mib": p.rss_bytes() >> 20}
-                       for p in processes], indent=1)

@@ -43,10 +43,10 @@ def job(key: str, workers: int | tuple[int, int], cards: int = 8, models: tuple[
                       submitted=T0 + timedelta(minutes=minute))
 
 
-def snapshot(node_list: list[Node], allocations: list[Allocation] = (), pending: list[JobRequest] = (),
-             running_jobs: list[JobRequest] = ()) -> Snapshot:
+def snapshot(node_list: list[Node], allocations: list[Allocation] = (), pending: list[JobRequest] = ()
+             ) -> Snapshot:
     groups = {}
     for n in node_list:
         groups.setdefault(n.group, Group(n.group, n.model, n.capacity, THROUGHPUT[n.model]))
     return Snapshot(nodes=tuple(node_list), groups=tuple(groups.values()), allocations=tuple(allocations),
-                    pending=tuple(pending), running=tuple(running_jobs))
+                    pending=tuple(pending))

@@ -115,8 +115,6 @@ class Snapshot:
     groups: tuple[Group, ...]
     allocations: tuple[Allocation, ...] = ()
     pending: tuple[JobRequest, ...] = ()
-    running: tuple[JobRequest, ...] = ()
-    """Requests of the jobs holding `allocations` (same keys)."""
     _by_name: dict[str, Node] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
