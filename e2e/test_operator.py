@@ -171,6 +171,8 @@ def test_suspend_stops_the_workers_and_resume_starts_a_new_attempt(kube: Kube, n
     status = wait_phase(kube, namespace, name, "Running")
     assert status["attempt"] == 2 and status["restarts"]["counted"] == 0
     assert {p.metadata.name for p in pods_of(kube, namespace, name)} == {f"{name}-a2-{r}" for r in range(4)}
+    # rendezvous DNS now answers with attempt 2's pods only
+    assert kube.core.read_namespaced_service(name, namespace).spec.selector["cardpool.io/attempt"] == "2"
 
 
 def test_deleting_a_job_removes_its_pods_service_and_config(kube: Kube, namespace: str, pool: str) -> None:

@@ -74,3 +74,9 @@ def test_mixed_jobs_carry_the_layout_and_per_family_overrides() -> None:
     assert pod["metadata"]["name"] == "j-a2-1"
     terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms["nodeSelectorTerms"][0]["matchFields"][0]["values"] == ["ascend910b-1"]
+
+
+def test_the_service_selects_only_the_current_attempt() -> None:
+    svc = builders.service(observed("job-pytorch-homogeneous.yaml"), "pool")
+    assert svc["spec"]["selector"]["cardpool.io/attempt"] == "2"
+    assert svc["spec"]["clusterIP"] == "None" and svc["spec"]["publishNotReadyAddresses"]

@@ -134,12 +134,14 @@ def config_map(job: ObservedJob, pool_name: str, pool: CardPoolSpec) -> dict:
 
 
 def service(job: ObservedJob, pool_name: str) -> dict:
-    """Headless Service: stable DNS names per rank for rendezvous, ready or not."""
+    """Headless Service: stable DNS names per rank for rendezvous, ready or not. It selects the current
+    attempt only, so a pod of an earlier attempt left on a lost node never answers for its rank."""
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": job.name, "namespace": job.namespace, "labels": labels(job, pool_name),
                          "ownerReferences": owner(job)},
             "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
-                     "selector": {LABEL_JOB: job.name, LABEL_MANAGED_BY: MANAGED_BY},
+                     "selector": {LABEL_JOB: job.name, LABEL_MANAGED_BY: MANAGED_BY,
+                                  LABEL_ATTEMPT: str(job.status.attempt)},
                      "ports": [{"name": "coordinator", "port": COORDINATOR_PORT}]}}
 
 

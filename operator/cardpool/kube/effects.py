@@ -44,7 +44,9 @@ def apply_children(kube: Kube, job: ObservedJob, plan: JobPlan, pool_name: str, 
         log.info("placing attempt %s of %s: %d pods", plan.status.attempt, job.key, len(plan.create))
         # the children are built from the status just written: the recorded placement of this attempt
         current = replace(job, status=plan.status)
-        kube.create(kube.core.create_namespaced_service, job.namespace, builders.service(current, pool_name))
+        svc = builders.service(current, pool_name)
+        if not kube.create(kube.core.create_namespaced_service, job.namespace, svc):  # an earlier attempt's
+            kube.call(kube.core.patch_namespaced_service, job.name, job.namespace, {"spec": svc["spec"]})
         _put_config_map(kube, builders.config_map(current, pool_name, pool))
         pods = [builders.worker_pod(current, pool_name, pool, slot) for slot in plan.create]
         list(pool_executor.map(lambda p: kube.create(kube.core.create_namespaced_pod, job.namespace, p), pods))
