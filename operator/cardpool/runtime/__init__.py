@@ -1,1 +1,10 @@
-"""Trainer-side helper library used inside training pods (env contract, checkpoint and progress reports)."""
+"""Trainer-side helper library used inside training pods: the env contract, checkpoints, graceful stop.
+
+    from cardpool.runtime import Contract, FileCheckpoints, GracefulStop
+"""
+
+from .checkpoints import FileCheckpoints, Saved
+from .contract import Contract, Resume
+from .signals import GracefulStop
+
+__all__ = ["Contract", "FileCheckpoints", "GracefulStop", "Resume", "Saved"]

@@ -1,0 +1,39 @@
+"""The runtime library's pieces on their own: the env contract and the checkpoint folder."""
+
+from __future__ import annotations
+
+import pytest
+
+from cardpool.runtime import Contract, FileCheckpoints
+
+ENV = {"CARDPOOL_JOB": "j", "CARDPOOL_NAMESPACE": "ns", "CARDPOOL_ATTEMPT": "3", "CARDPOOL_RANK": "1",
+       "CARDPOOL_WORKERS": "4", "CARDPOOL_CARDS_PER_WORKER": "8", "CARDPOOL_WORLD_SIZE": "32",
+       "CARDPOOL_LAYOUT": '[{"accelerator": "H800", "firstRank": 0, "workers": 4}]'}
+
+
+def test_contract_reads_the_operators_variables_and_the_resume_point() -> None:
+    c = Contract.from_env({**ENV, "CARDPOOL_RESUME_URI": "s3://c/10", "CARDPOOL_RESUME_STEP": "10",
+                           "CARDPOOL_RESUME_WORLD_SIZE": "16"})
+    assert (c.attempt, c.rank, c.workers, c.world_size, c.is_rank0) == (3, 1, 4, 32, False)
+    assert (c.resume.uri, c.resume.step, c.resume.world_size) == ("s3://c/10", 10, 16)
+    assert c.layout[0]["accelerator"] == "H800"
+    assert Contract.from_env(ENV).resume is None
+
+
+def test_a_missing_variable_names_itself() -> None:
+    with pytest.raises(KeyError, match="CARDPOOL_RANK"):
+        Contract.from_env({k: v for k, v in ENV.items() if k != "CARDPOOL_RANK"})
+
+
+def test_only_complete_checkpoints_are_visible(tmp_path) -> None:
+    store = FileCheckpoints((tmp_path / "c").as_uri())
+    assert store.latest() is None
+    store.save(10, 32, lambda d: (d / "state").write_text("ten"))
+    (tmp_path / "c" / "step-000000000020").mkdir()  # a save that died half-way: no manifest
+    latest = store.latest()
+    assert (latest.step, latest.world_size) == (10, 32)
+    assert (store.load(latest.uri) / "state").read_text() == "ten"
+    with pytest.raises(FileNotFoundError):
+        store.load((tmp_path / "c" / "step-000000000020").as_uri())
+    with pytest.raises(ValueError, match="file://"):
+        FileCheckpoints("s3://bucket/x")
