@@ -96,7 +96,8 @@ def test_a_gang_that_does_not_start_in_time_is_rolled_back_with_backoff() -> Non
     assert plan.status.phase == Phase.QUEUED and plan.status.start_timeouts == 1
     assert plan.status.not_before == NOW + timedelta(seconds=10)
     assert sorted(plan.delete) == ["job-a1-0", "job-a1-1"] and not plan.create
-    assert next(c for c in plan.status.conditions if c.type == "Ready").reason == "GangStartTimeout"
+    ready = next(c for c in plan.status.conditions if c.type == "Ready")
+    assert ready.reason == "GangStartTimeout" and "did not start within 600 s (1 of 4 workers" in ready.message
     backing_off = job(plan.status.model_dump(by_alias=True, mode="json"))
     assert not needs_placement(backing_off, NOW)
     later = plan_job(backing_off, NOW + timedelta(seconds=5))

@@ -204,8 +204,9 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
                 delay = min(BACKOFF_BASE_S * 2 ** (status.start_timeouts - 1), BACKOFF_MAX_S)
                 status.not_before = now + timedelta(seconds=delay)
                 phase, reason = Phase.QUEUED, "GangStartTimeout"
-                message = (f"attempt {status.attempt}: {len(running)} of {len(slots)} workers running after "
-                           f"{spec.startup_timeout_seconds} s; gang rolled back, retry in {delay} s")
+                message = (f"attempt {status.attempt}: the gang did not start within {spec.startup_timeout_seconds} s "
+                           f"({len(running)} of {len(slots)} workers running); rolled back, placed again after "
+                           f"{status.not_before.isoformat()}")
                 plan.events.append(Event("Warning", "GangStartTimeout", message))
             else:
                 reason = "Starting" if phase == Phase.STARTING else "Running"
