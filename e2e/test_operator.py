@@ -319,3 +319,55 @@ def test_a_gang_that_cannot_start_is_rolled_back_and_requeued(kube: Kube, namesp
     assert ready["reason"] == "GangStartTimeout" and "did not start within 30 s" in ready["message"]
     assert status["startTimeouts"] == 1 and status["notBefore"]
     wait_for(f"the pods of {name} to be deleted", lambda: pods_of(kube, namespace, name) == [], timeout=TIMEOUT)
+
+
+def test_reported_checkpoints_are_judged_recorded_and_resumed_from(kube: Kube, namespace: str, pool: str) -> None:
+    from cardpool.runtime import Contract, Saved, report_checkpoint
+
+    name = submit(kube, namespace, pool, TORCH)
+    wait_phase(kube, namespace, name, "Running")
+    rank0 = next(p for p in pods_of(kube, namespace, name) if p.metadata.labels["cardpool.io/rank"] == "0")
+    contract = Contract.from_env(env_of(rank0))  # what rank 0 reads inside its pod
+    uri = "s3://checkpoints/llama-sft"
+    report_checkpoint(contract, Saved(100, f"{uri}/100", 32, None), kube.api)
+
+    def recorded(step: int):
+        def check() -> dict:
+            status = get_job(kube, namespace, name)["status"]
+            if (status.get("lastCheckpoint") or {}).get("step") != step:
+                raise NotYet(f"lastCheckpoint={status.get('lastCheckpoint')}")
+            return status
+        return check
+
+    status = wait_for(f"{name} to record step 100", recorded(100), timeout=TIMEOUT)
+    assert status["lastCheckpoint"]["uri"] == f"{uri}/100" and status["lastCheckpoint"]["worldSize"] == 32
+
+    def verdict(checkpoint: str) -> tuple[str, str]:
+        def check() -> tuple[str, str]:
+            obj = client.CustomObjectsApi(kube.api).get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "checkpoints", checkpoint)
+            accepted = next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == "Accepted"),
+                            None)
+            if not accepted:
+                raise NotYet("not judged yet")
+            return accepted["status"], accepted["reason"]
+        return wait_for(f"checkpoint {checkpoint} to be judged", check, timeout=TIMEOUT)
+
+    assert verdict(f"{name}-a1-s100") == ("True", "Recorded")
+    owner = client.CustomObjectsApi(kube.api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "checkpoints", f"{name}-a1-s100")["metadata"]["ownerReferences"][0]
+    assert owner["kind"] == "TrainingJob" and owner["name"] == name
+    report_checkpoint(contract, Saved(50, f"{uri}/50", 32, None), kube.api)
+    assert verdict(f"{name}-a1-s50") == ("False", "NotNewer")
+
+    # a new attempt resumes from the recorded step
+    api = client.CustomObjectsApi(kube.api)
+    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs", name, {"spec": {"suspend": True}})
+    wait_phase(kube, namespace, name, "Suspended")
+    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs", name, {"spec": {"suspend": False}})
+    wait_phase(kube, namespace, name, "Running")
+    env = env_of(next(p for p in pods_of(kube, namespace, name) if p.metadata.labels["cardpool.io/attempt"] == "2"))
+    assert (env["CARDPOOL_RESUME_STEP"], env["CARDPOOL_RESUME_URI"], env["CARDPOOL_RESUME_WORLD_SIZE"]) == (
+        "100", f"{uri}/100", "32")
+    report_checkpoint(contract, Saved(300, f"{uri}/300", 32, None), kube.api)  # attempt 1 reporting late
+    assert verdict(f"{name}-a1-s300") == ("False", "OlderAttempt")

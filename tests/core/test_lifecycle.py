@@ -143,3 +143,36 @@ def test_ranks_that_already_succeeded_count_as_started() -> None:
     spec = SPEC.model_copy(update={"framework": "Generic"})
     pods = [(1, 0, "Succeeded"), (1, 1, "Running"), (1, 2, "Running"), (1, 3, "Running")]
     assert plan_job(job(started(), pods=pods, spec=spec), NOW).status.phase == Phase.RUNNING
+
+
+def checkpoint(name: str, attempt: int, step: int, complete: bool = True, verdict: str | None = None):
+    from cardpool.core.observed import ObservedCheckpoint
+
+    return ObservedCheckpoint(name, "job", attempt, step, f"s3://c/{step}", 32, complete, NOW, verdict)
+
+
+def with_checkpoints(observed: ObservedJob, *checkpoints) -> ObservedJob:
+    from dataclasses import replace
+
+    return replace(observed, checkpoints=checkpoints)
+
+
+def test_the_newest_complete_checkpoint_of_the_attempt_is_recorded_and_others_are_ignored() -> None:
+    observed = with_checkpoints(job(started(attempt=2, phase="Running"), pods=[(2, r, "Running") for r in range(4)]),
+                                checkpoint("old", 1, 500), checkpoint("c100", 2, 100), checkpoint("c200", 2, 200),
+                                checkpoint("partial", 2, 300, complete=False))
+    plan = plan_job(observed, NOW)
+    assert plan.status.last_checkpoint.step == 200 and plan.status.last_checkpoint.name == "c200"
+    verdicts = {v.checkpoint: (v.accepted, v.reason) for v in plan.verdicts}
+    assert verdicts == {"old": (False, "OlderAttempt"), "c100": (True, "Recorded"), "c200": (True, "Recorded")}
+    assert "partial" not in verdicts  # judged once it is complete
+
+
+def test_a_checkpoint_is_judged_once_even_before_its_verdict_is_observed() -> None:
+    status = started(phase="Running", lastCheckpoint={"step": 200, "uri": "s3://c/200", "time": NOW.isoformat(),
+                                                      "worldSize": 32, "attempt": 1, "name": "c200"})
+    observed = with_checkpoints(job(status, pods=RUNNING4), checkpoint("c200", 1, 200),
+                                checkpoint("c150", 1, 150, verdict=None))
+    plan = plan_job(observed, NOW)
+    assert [(v.checkpoint, v.reason) for v in plan.verdicts] == [("c150", "NotNewer")]
+    assert plan.status.last_checkpoint.step == 200

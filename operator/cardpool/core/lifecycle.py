@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from cardpool.api.phases import conditions_for_phase
 from cardpool.api.trainingjob import (
+    CheckpointRecord,
     FailureRecord,
     Framework,
     GroupPlacement,
@@ -51,6 +52,16 @@ class Event:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether a reported checkpoint was taken as the job's latest; set on the Checkpoint's status."""
+
+    checkpoint: str
+    accepted: bool
+    reason: str
+    message: str
+
+
 @dataclass
 class JobPlan:
     job: str
@@ -60,6 +71,30 @@ class JobPlan:
     events: list[Event] = field(default_factory=list)
     delete_job: bool = False
     status_changed: bool = True
+    verdicts: list[Verdict] = field(default_factory=list)
+
+
+def judge_checkpoints(job: ObservedJob, status: TrainingJobStatus, now: datetime, plan: JobPlan) -> None:
+    """Take the newest complete checkpoint of the current attempt (or the one that just ended) into status;
+    judge each reported checkpoint once. Older attempts and steps below the recorded one are ignored."""
+    for ck in sorted(job.checkpoints, key=lambda c: (c.attempt, c.step, c.name)):
+        recorded = status.last_checkpoint
+        if ck.verdict is not None or not ck.complete or (recorded is not None and recorded.name == ck.name):
+            continue  # judged already (its verdict may not have reached the watch yet), or not usable yet
+        if ck.attempt < status.attempt:
+            verdict = Verdict(ck.name, False, "OlderAttempt",
+                              f"saved by attempt {ck.attempt}; the job is at attempt {status.attempt}")
+        elif recorded is not None and ck.step <= recorded.step:
+            verdict = Verdict(ck.name, False, "NotNewer",
+                              f"step {ck.step} is not after the recorded step {recorded.step}")
+        else:
+            status.last_checkpoint = CheckpointRecord(step=ck.step, uri=ck.uri, time=now, world_size=ck.world_size,
+                                                      attempt=ck.attempt, name=ck.name)
+            verdict = Verdict(ck.name, True, "Recorded", f"the job resumes from step {ck.step}")
+            plan.events.append(Event("Normal", "CheckpointRecorded", f"step {ck.step} at {ck.uri}"))
+        if not verdict.accepted:
+            plan.events.append(Event("Warning", "CheckpointIgnored", f"{ck.name}: {verdict.message}"))
+        plan.verdicts.append(verdict)
 
 
 def blocking_pods(job: ObservedJob, faulty_nodes: frozenset[str] = frozenset()) -> list[ObservedPod]:
@@ -105,6 +140,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     old = job.status
     status = old.model_copy(deep=True)
     plan = JobPlan(job.key, status)
+    judge_checkpoints(job, status, now, plan)
     reason, message = "", ""
     phase = status.phase or Phase.QUEUED
     # only a Starting or Running attempt owns pods; any other pod is left over and goes
@@ -138,7 +174,6 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
             status.placement = record(offer)
             status.attempt_start_time = now
             status.not_before = None
-            status.last_checkpoint = old.last_checkpoint
             plan.create = [RankSlot(w.rank, w.node, w.group, w.model) for w in offer.workers]
             phase, reason = Phase.STARTING, "GangPlaced"
             message = f"attempt {status.attempt}: {offer.size} workers on {len(offer.cards_on())} nodes"

@@ -41,6 +41,20 @@ class ObservedPod:
     pool: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ObservedCheckpoint:
+    name: str
+    job: str
+    attempt: int
+    step: int
+    uri: str
+    world_size: int
+    complete: bool
+    created: datetime
+    verdict: str | None = None
+    """The status of its Accepted condition once the operator has judged it ("True"/"False")."""
+
+
 @dataclass(frozen=True)
 class ObservedJob:
     namespace: str
@@ -53,6 +67,7 @@ class ObservedJob:
     pods: tuple[ObservedPod, ...] = field(default=())
     resource_version: str = ""
     """Of the observed object; a status write names it, so a decision made on a stale view fails."""
+    checkpoints: tuple[ObservedCheckpoint, ...] = ()
 
     @property
     def key(self) -> str:

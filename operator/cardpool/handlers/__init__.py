@@ -30,7 +30,7 @@ from cardpool.api.keys import GROUP, LABEL_MANAGED_BY, MANAGED_BY, VERSION
 from cardpool.api.phases import conditions_for_phase
 from cardpool.api.trainingjob import Phase
 from cardpool.core.lifecycle import pod_name
-from cardpool.core.observed import ObservedJob, ObservedNode, ObservedPod
+from cardpool.core.observed import ObservedCheckpoint, ObservedJob, ObservedNode, ObservedPod
 from cardpool.core.pool import reconcile_pool
 from cardpool.kube import effects, observe
 from cardpool.kube.client import Kube
@@ -92,12 +92,18 @@ def pools_index(body: kopf.Body, name: str, **_: Any) -> dict:
     return {name: dict(body)}
 
 
+@kopf.index(GROUP, VERSION, "checkpoints")
+def checkpoints_index(body: kopf.Body, namespace: str, spec: kopf.Spec, **_: Any) -> dict:
+    return {(namespace, spec.get("job")): observe.checkpoint(body)}
+
+
 @kopf.on.event(GROUP, VERSION, "cardpools")
 @kopf.on.event(GROUP, VERSION, "trainingjobs")
+@kopf.on.event(GROUP, VERSION, "checkpoints")
 async def changed(nodes_index: kopf.Index, pods_index: kopf.Index, jobs_index: kopf.Index,
-                  pools_index: kopf.Index, **_: Any) -> None:
+                  pools_index: kopf.Index, checkpoints_index: kopf.Index, **_: Any) -> None:
     # kopf runs event handlers only once its indexes are populated: from here on they are safe to read
-    state["indexes"] = (nodes_index, pods_index, jobs_index, pools_index)
+    state["indexes"] = (nodes_index, pods_index, jobs_index, pools_index, checkpoints_index)
     state["wake"].set()
 
 
@@ -107,15 +113,17 @@ class Observations:
     pods: dict[tuple[str, str], tuple[ObservedPod, ...]]
     jobs: dict[str, list[dict]]
     pools: dict[str, dict]
+    checkpoints: dict[tuple[str, str], tuple[ObservedCheckpoint, ...]]
 
 
 def _copy(indexes: tuple[kopf.Index, ...]) -> Observations:
     """One consistent copy of the indexes, taken in the event loop between two index updates."""
-    nodes, pods, jobs, pools = indexes
+    nodes, pods, jobs, pools, checkpoints = indexes
     return Observations(nodes=[n for store in nodes.values() for n in store],
                         pods={key: tuple(store) for key, store in pods.items()},
                         jobs={key: list(store) for key, store in jobs.items()},
-                        pools={key: next(iter(store)) for key, store in pools.items()})
+                        pools={key: next(iter(store)) for key, store in pools.items()},
+                        checkpoints={key: tuple(store) for key, store in checkpoints.items()})
 
 
 async def pool_loop() -> None:
@@ -168,7 +176,8 @@ def pool_pass(name: str, body: dict, observed: Observations, now: datetime) -> N
         meta = job_body["metadata"]
         written.pop((meta["namespace"], meta["name"]), None)
         try:
-            jobs.append(observe.job(job_body, observed.pods.get((meta["namespace"], meta["name"]), ())))
+            key = (meta["namespace"], meta["name"])
+            jobs.append(observe.job(job_body, observed.pods.get(key, ()), observed.checkpoints.get(key, ())))
         except ValueError as exc:  # admission validated it; a spec that still fails parsing is reported
             log.error("cannot read TrainingJob %s/%s: %s", meta["namespace"], meta["name"], exc)
     mine = {(j.namespace, j.name) for j in jobs}
@@ -189,6 +198,7 @@ def pool_pass(name: str, body: dict, observed: Observations, now: datetime) -> N
         if version is not None:
             written[(job.namespace, job.name)] = _version({"resourceVersion": version})
         try:
+            effects.judge_checkpoints(kube, job, job_plan, now)
             effects.apply_children(kube, job, job_plan, name, pool, now, state["creates"])
         except Exception:  # one job's failure must not stall the pool; the next pass retries
             log.exception("applying the plan of %s failed", job.key)

@@ -69,7 +69,8 @@ def env(job: ObservedJob, pool_name: str, pool: CardPoolSpec, slot: RankSlot) ->
     group = next((g for g in pool.node_groups if g.name == slot.group), None)
     master = host(job.name, job.namespace, 0)
     out = {
-        "CARDPOOL_JOB": job.name, "CARDPOOL_NAMESPACE": job.namespace, "CARDPOOL_POOL": pool_name,
+        "CARDPOOL_JOB": job.name, "CARDPOOL_JOB_UID": job.uid, "CARDPOOL_NAMESPACE": job.namespace,
+        "CARDPOOL_POOL": pool_name,
         "CARDPOOL_ATTEMPT": str(status.attempt), "CARDPOOL_RANK": str(r), "CARDPOOL_WORKERS": str(n),
         "CARDPOOL_CARDS_PER_WORKER": str(c), "CARDPOOL_WORLD_SIZE": str(n * c),
         "CARDPOOL_COORDINATOR": f"{master}:{COORDINATOR_PORT}", "CARDPOOL_ACCELERATOR": slot.model,

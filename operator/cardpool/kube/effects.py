@@ -11,6 +11,7 @@ from datetime import datetime
 from kubernetes.client.exceptions import ApiException
 
 from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
+from cardpool.api.conditions import set_condition
 from cardpool.api.keys import GROUP, VERSION
 from cardpool.core.lifecycle import JobPlan
 from cardpool.core.observed import ObservedJob
@@ -55,6 +56,14 @@ def apply_children(kube: Kube, job: ObservedJob, plan: JobPlan, pool_name: str, 
     if plan.delete_job:
         kube.delete(kube.custom.delete_namespaced_custom_object, GROUP, VERSION, job.namespace, "trainingjobs",
                     job.name, propagation_policy="Background")
+
+
+def judge_checkpoints(kube: Kube, job: ObservedJob, plan: JobPlan, now: datetime) -> None:
+    """The Accepted condition on each checkpoint the plan judged (after the job's status holds the verdict)."""
+    for verdict in plan.verdicts:
+        conditions = set_condition([], "Accepted", verdict.accepted, verdict.reason, verdict.message, now)
+        kube.call(kube.custom.patch_namespaced_custom_object_status, GROUP, VERSION, job.namespace, "checkpoints",
+                  verdict.checkpoint, {"status": {"conditions": [c.wire() for c in conditions]}})
 
 
 def _put_config_map(kube: Kube, manifest: dict) -> None:

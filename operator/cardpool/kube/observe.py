@@ -8,7 +8,7 @@ from typing import Any
 
 from cardpool.api.keys import LABEL_ATTEMPT, LABEL_JOB, LABEL_POOL, LABEL_RANK
 from cardpool.api.trainingjob import TrainingJobSpec, TrainingJobStatus
-from cardpool.core.observed import ObservedJob, ObservedNode, ObservedPod
+from cardpool.core.observed import ObservedCheckpoint, ObservedJob, ObservedNode, ObservedPod
 
 BASIC_RESOURCES = {"cpu", "memory", "pods", "ephemeral-storage"}
 
@@ -66,14 +66,26 @@ def _affinity_node(spec: Mapping[str, Any]) -> str | None:
     return None
 
 
-def job(body: Mapping[str, Any], pods: tuple[ObservedPod, ...] = ()) -> ObservedJob:
+def _time(value: str | None) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else datetime.now(UTC)
+
+
+def checkpoint(body: Mapping[str, Any]) -> ObservedCheckpoint:
+    meta, spec = body["metadata"], body["spec"]
+    accepted = next((c.get("status") for c in (body.get("status") or {}).get("conditions") or []
+                     if c.get("type") == "Accepted"), None)
+    return ObservedCheckpoint(name=meta["name"], job=spec["job"], attempt=spec["attempt"], step=spec["step"],
+                              uri=spec["uri"], world_size=spec["worldSize"], complete=bool(spec.get("complete")),
+                              created=_time(meta.get("creationTimestamp")), verdict=accepted)
+
+
+def job(body: Mapping[str, Any], pods: tuple[ObservedPod, ...] = (),
+        checkpoints: tuple[ObservedCheckpoint, ...] = ()) -> ObservedJob:
     meta = body["metadata"]
-    created = meta.get("creationTimestamp")
     return ObservedJob(
         namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
-        generation=meta.get("generation") or 0,
-        created=datetime.fromisoformat(created.replace("Z", "+00:00")) if created else datetime.now(UTC),
+        generation=meta.get("generation") or 0, created=_time(meta.get("creationTimestamp")),
         spec=TrainingJobSpec.model_validate(body["spec"]),
         status=TrainingJobStatus.model_validate(body.get("status") or {}),
         pods=tuple(sorted(pods, key=lambda p: (p.attempt, p.rank))),
-        resource_version=meta.get("resourceVersion", ""))
+        resource_version=meta.get("resourceVersion", ""), checkpoints=tuple(checkpoints))

@@ -5,6 +5,7 @@
 
 from .checkpoints import FileCheckpoints, Saved
 from .contract import Contract, Resume
+from .report import report_checkpoint
 from .signals import GracefulStop
 
-__all__ = ["Contract", "FileCheckpoints", "GracefulStop", "Resume", "Saved"]
+__all__ = ["Contract", "FileCheckpoints", "GracefulStop", "Resume", "Saved", "report_checkpoint"]

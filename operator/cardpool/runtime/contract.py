@@ -30,6 +30,7 @@ class Contract:
     graceful_save_seconds: int
     resume: Resume | None
     layout: list[dict]
+    job_uid: str = ""
 
     @property
     def is_rank0(self) -> bool:
@@ -56,4 +57,4 @@ class Contract:
             coordinator=env.get("CARDPOOL_COORDINATOR", ""), accelerator=env.get("CARDPOOL_ACCELERATOR", ""),
             checkpoint_uri=env.get("CARDPOOL_CHECKPOINT_URI"),
             graceful_save_seconds=int(env.get("CARDPOOL_GRACEFUL_SAVE_SECONDS", "0")),
-            resume=resume, layout=json.loads(env.get("CARDPOOL_LAYOUT", "[]")))
+            resume=resume, layout=json.loads(env.get("CARDPOOL_LAYOUT", "[]")), job_uid=env.get("CARDPOOL_JOB_UID", ""))
