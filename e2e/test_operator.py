@@ -371,3 +371,18 @@ def test_reported_checkpoints_are_judged_recorded_and_resumed_from(kube: Kube, n
         "100", f"{uri}/100", "32")
     report_checkpoint(contract, Saved(300, f"{uri}/300", 32, None), kube.api)  # attempt 1 reporting late
     assert verdict(f"{name}-a1-s300") == ("False", "OlderAttempt")
+
+
+def test_a_job_for_a_pool_that_does_not_exist_says_so(kube: Kube, namespace: str, operator: Any) -> None:
+    name = submit(kube, namespace, f"{namespace}-nowhere", TORCH)
+
+    def reported() -> dict:
+        status = get_job(kube, namespace, name).get("status") or {}
+        ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+        if ready.get("reason") != "PoolNotFound":
+            raise NotYet(f"status={status}")
+        return ready
+
+    ready = wait_for(f"{name} to report its missing pool", reported, timeout=TIMEOUT)
+    assert f"CardPool {namespace}-nowhere does not exist" in ready["message"]
+    assert pods_of(kube, namespace, name) == []

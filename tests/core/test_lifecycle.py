@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from cardpool.api.trainingjob import Phase, TrainingJobSpec, TrainingJobStatus
-from cardpool.core.lifecycle import needs_placement, plan_job, rank_nodes, record
+from cardpool.core.lifecycle import needs_placement, plan_job, plan_missing_pool, rank_nodes, record
 from cardpool.core.observed import ObservedJob, ObservedPod
 from cardpool.core.placement import Placement
 from cardpool.core.queue import Waiting
@@ -176,3 +176,12 @@ def test_a_checkpoint_is_judged_once_even_before_its_verdict_is_observed() -> No
     plan = plan_job(observed, NOW)
     assert [(v.checkpoint, v.reason) for v in plan.verdicts] == [("c150", "NotNewer")]
     assert plan.status.last_checkpoint.step == 200
+
+
+def test_a_job_whose_pool_does_not_exist_waits_for_it_once_it_is_reported() -> None:
+    plan = plan_missing_pool(job(), NOW)
+    ready = next(c for c in plan.status.conditions if c.type == "Ready")
+    assert (plan.status.phase, ready.reason) == (Phase.QUEUED, "PoolNotFound") and "mixed" in ready.message
+    again = plan_missing_pool(job(plan.status.model_dump(by_alias=True, mode="json")), NOW)
+    assert not again.status_changed
+    assert not plan_missing_pool(job(started(phase="Running"), pods=RUNNING4), NOW).status_changed

@@ -268,3 +268,14 @@ def _succeeded(framework: Framework, pods: dict[int, ObservedPod], size: int) ->
     if framework in RANK0_DECIDES:
         return 0 in pods and pods[0].phase == "Succeeded"
     return len(pods) == size and all(p.phase == "Succeeded" for p in pods.values())
+
+
+def plan_missing_pool(job: ObservedJob, now: datetime) -> JobPlan:
+    """A job whose CardPool does not exist waits for it (no pool pass sees the job)."""
+    status = job.status.model_copy(deep=True)
+    if status.phase in (None, Phase.QUEUED):
+        status.phase = Phase.QUEUED
+        status.observed_generation = job.generation
+        status.conditions = conditions_for_phase(job.status.conditions, Phase.QUEUED, "PoolNotFound",
+                                                 f"CardPool {job.spec.pool} does not exist", now, job.generation)
+    return JobPlan(job.key, status, status_changed=status != job.status)

@@ -27,9 +27,7 @@ from kubernetes.client.exceptions import ApiException
 from cardpool import __version__
 from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
 from cardpool.api.keys import GROUP, LABEL_MANAGED_BY, MANAGED_BY, VERSION
-from cardpool.api.phases import conditions_for_phase
-from cardpool.api.trainingjob import Phase
-from cardpool.core.lifecycle import pod_name
+from cardpool.core.lifecycle import plan_missing_pool, pod_name
 from cardpool.core.observed import ObservedCheckpoint, ObservedJob, ObservedNode, ObservedPod
 from cardpool.core.pool import reconcile_pool
 from cardpool.kube import effects, observe
@@ -153,7 +151,7 @@ def run_passes(observed: Observations) -> None:
         if pool_name not in observed.pools:
             for body in bodies:
                 try:
-                    report_missing_pool(body, pool_name, now)
+                    report_missing_pool(body, now)
                 except Exception:
                     log.exception("reporting the missing pool of %s failed", body["metadata"].get("name"))
 
@@ -221,15 +219,9 @@ def _version(meta: dict) -> int:
         return 1 << 62
 
 
-def report_missing_pool(body: dict, pool_name: str, now: datetime) -> None:
-    """A job whose pool does not exist waits for it; no pool pass sees it."""
+def report_missing_pool(body: dict, now: datetime) -> None:
     job = observe.job(body)
-    if job.status.phase not in (None, Phase.QUEUED):
-        return
-    message = f"CardPool {pool_name} does not exist"
-    conditions = conditions_for_phase(job.status.conditions, Phase.QUEUED, "PoolNotFound", message, now,
-                                      job.generation)
-    new = job.status.model_copy(update={"phase": Phase.QUEUED, "conditions": conditions,
-                                        "observed_generation": job.generation})
-    if new != job.status:
-        state["kube"].patch_job_status(job.namespace, job.name, effects.status_patch(new))
+    plan = plan_missing_pool(job, now)
+    if plan.status_changed:
+        state["kube"].patch_job_status(job.namespace, job.name, effects.status_patch(plan.status),
+                                       job.resource_version)
