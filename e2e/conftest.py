@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sys
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from localkube import fleet as fleets
 from localkube.cluster import Cluster
 from localkube.config import FLEETS, REPO, Ports, bindir
-from localkube.processes import ProcessDied, ProcessTable
+from localkube.processes import ProcessTable, operator_command
 from localkube.testing import Kube, dump
 from localkube.waiting import NotYet, wait_for
 
@@ -130,21 +128,10 @@ class Operator:
 
     def start(self, name: str = "operator", health_port: int | None = None, kubeconfig: Path | None = None,
               namespace: str = "default") -> None:
-        port = health_port or self.health_port
-        url = f"http://127.0.0.1:{port}/healthz"
-        self.table.start(name, [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces",
-                                f"--liveness={url}", "-m", "cardpool.handlers"],
+        url = f"http://127.0.0.1:{health_port or self.health_port}/healthz"
+        self.table.start(name, operator_command(url), ready_url=url,
                          env={"KUBECONFIG": str(kubeconfig or self.kube.kubeconfig), "CARDPOOL_IDENTITY": name,
                               "CARDPOOL_NAMESPACE": namespace})
-        entry = self.table.get(name)
-
-        def healthy() -> bool:
-            if not entry.alive():
-                raise ProcessDied(f"operator {name} exited; log ends:\n{entry.log_tail()}")
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return resp.status == 200
-
-        wait_for(f"operator {name} to answer {url}", healthy, timeout=60, fatal=(ProcessDied,))
 
     def stop(self, name: str = "operator", sig: signal.Signals = signal.SIGTERM) -> None:
         self.table.stop(name, sig)

@@ -14,8 +14,6 @@ from kubernetes import client, config
 from . import fleet as fleets
 from .cluster import Cluster
 from .config import FLEETS, Ports
-from .processes import ProcessDied
-from .waiting import wait_for
 
 
 def core_api(kubeconfig: Path) -> client.CoreV1Api:
@@ -75,18 +73,8 @@ def cmd_start(args: argparse.Namespace) -> int:
     if running and running.alive():
         print(f"{args.name} already running (pid {running.pid}, log {running.log})")
         return 0
-    proc = table.start(args.name, command)
+    proc = table.start(args.name, command, ready_url=args.ready_url, timeout=args.timeout)
     log = table.get(args.name).log
-    if args.ready_url:
-        import urllib.request
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise ProcessDied(f"{args.name} exited with code {proc.returncode}; see {log}")
-            with urllib.request.urlopen(args.ready_url, timeout=3) as resp:
-                return resp.status == 200
-
-        wait_for(f"{args.name} to answer {args.ready_url}", ready, timeout=args.timeout, fatal=(ProcessDied,))
     print(f"{args.name} running (pid {proc.pid}); log {log}")
     return 0
 

@@ -10,10 +10,14 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from .waiting import wait_for
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,11 @@ class ProcessTable:
         tmp.write_text(json.dumps([asdict(e) for e in entries], indent=1))
         tmp.replace(self.file)
 
-    def start(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> subprocess.Popen:
-        """Start `args` in its own session (it outlives this Python process), logging to logs/<name>.log."""
+    def start(self, name: str, args: Sequence[str], env: Mapping[str, str] | None = None,
+              ready_url: str | None = None, timeout: float = 60.0) -> subprocess.Popen:
+        """Start `args` in its own session (it outlives this Python process), logging to logs/<name>.log.
+        With `ready_url`, wait (at most `timeout` s) until it answers 200; a process that exits first fails
+        the wait at once, with the end of its log."""
         existing = self.get(name)
         if existing and existing.alive():
             raise RuntimeError(f"{name} is already running as pid {existing.pid}")
@@ -94,9 +101,19 @@ class ProcessTable:
             )
         entries = [e for e in self.load() if e.name != name]
         stat = _stat(proc.pid)
-        entries.append(Recorded(name=name, pid=proc.pid, program=str(args[0]), log=str(log),
-                                started=stat[1] if stat else -1))
+        recorded = Recorded(name=name, pid=proc.pid, program=str(args[0]), log=str(log),
+                            started=stat[1] if stat else -1)
+        entries.append(recorded)
         self._save(entries)
+        if ready_url:
+            def ready() -> bool:
+                if proc.poll() is not None:
+                    raise ProcessDied(f"{name} exited with code {proc.returncode}; its log ends:\n"
+                                      f"{recorded.log_tail()}")
+                with urllib.request.urlopen(ready_url, timeout=3) as resp:
+                    return resp.status == 200
+
+            wait_for(f"{name} to answer {ready_url}", ready, timeout=timeout, fatal=(ProcessDied,))
         return proc
 
     def stop(self, name: str, sig: signal.Signals = signal.SIGTERM, timeout: float = 20.0) -> bool:
@@ -147,3 +164,9 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         pass
     except PermissionError:
         os.kill(pid, sig)
+
+
+def operator_command(health_url: str) -> list[str]:
+    """This checkout's operator, as `make operator` and the Deployment run it."""
+    return [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces", f"--liveness={health_url}",
+            "-m", "cardpool.handlers"]

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from kubernetes import client, config
@@ -44,6 +43,7 @@ def run(repeats: int = 3, fleet_file: str = "bench64.yaml") -> dict:
         from localkube import fleet as fleets
         from localkube.cluster import Cluster
         from localkube.config import FLEETS, REPO, Ports
+        from localkube.processes import operator_command
         from localkube.waiting import NotYet, wait_for
     except ImportError as exc:
         raise SystemExit("python -m cardpool.bench start needs the e2e kit: run it with PYTHONPATH=e2e "
@@ -64,12 +64,8 @@ def run(repeats: int = 3, fleet_file: str = "bench64.yaml") -> dict:
             subprocess.run([*kubectl, "wait", "--for", "condition=Established", "--timeout=60s", "crd", "--all"],
                            check=True, capture_output=True)
             health = f"http://127.0.0.1:{cluster.ports.base + HEALTH_PORT_OFFSET}/healthz"
-            cluster.processes.start("operator", [sys.executable, "-m", "kopf", "run", "--standalone",
-                                                 "--all-namespaces", f"--liveness={health}", "-m",
-                                                 "cardpool.handlers"],
+            cluster.processes.start("operator", operator_command(health), ready_url=health,
                                     env={"KUBECONFIG": str(cluster.kubeconfig), "CARDPOOL_IDENTITY": "bench"})
-            wait_for(f"the operator to answer {health}",
-                     lambda: urllib.request.urlopen(health, timeout=2).status == 200, timeout=60)
             custom = client.CustomObjectsApi(api)
             pool = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CardPool", "metadata": {"name": "bench"},
                     "spec": {"nodeGroups": [{"name": "h800", "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H800"},

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
@@ -21,7 +22,8 @@ T = TypeVar("T")
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, ApiException):
         return exc.status in (0, 429, 500, 502, 503, 504)
-    return isinstance(exc, ConnectionError | TimeoutError | OSError)
+    # urllib3's connection errors (MaxRetryError, ProtocolError, ...) are not OSErrors
+    return isinstance(exc, ConnectionError | TimeoutError | OSError | urllib3.exceptions.HTTPError)
 
 
 retried = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(5),

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from cardpool.core.placement import Placement
 from cardpool.core.queue import queue_order, schedule
@@ -32,18 +32,15 @@ class CardpoolPolicy:
         return Decision(list(schedule(snapshot).admitted))
 
 
-def _first_fit(job: JobRequest, free: dict[str, int], snapshot: Snapshot, workers_needed: int,
+def _first_fit(job: JobRequest, model: str, free: dict[str, int], snapshot: Snapshot, workers_needed: int,
                start_rank: int = 0) -> list[Worker]:
-    """Bind up to `workers_needed` workers, each on the first node by name with room, one model at a time."""
-    for model in job.accelerators:
-        out = []
-        for node in sorted((n for n in snapshot.nodes if n.model == model and n.usable), key=lambda n: n.name):
-            while free[node.name] >= job.cards_per_worker and len(out) < workers_needed:
-                free[node.name] -= job.cards_per_worker
-                out.append(Worker(start_rank + len(out), node.name, node.group, model, job.cards_per_worker))
-        if out:
-            return out
-    return []
+    """Bind up to `workers_needed` workers of `model`, each on the first node by name with room (updates free)."""
+    out: list[Worker] = []
+    for node in sorted((n for n in snapshot.nodes if n.model == model and n.usable), key=lambda n: n.name):
+        while free[node.name] >= job.cards_per_worker and len(out) < workers_needed:
+            free[node.name] -= job.cards_per_worker
+            out.append(Worker(start_rank + len(out), node.name, node.group, model, job.cards_per_worker))
+    return out
 
 
 class FirstFitPolicy:
@@ -53,17 +50,13 @@ class FirstFitPolicy:
         free = snapshot.free()
         started = []
         for job in queue_order(snapshot.pending):
-            trial = dict(free)
-            workers = []
-            for model in job.accelerators:  # all workers on one model, first model with room for the gang
+            for model in job.accelerators:  # all workers on one model, the first model with room for the gang
                 trial = dict(free)
-                workers = _first_fit(replace(job, accelerators=(model,)), trial, snapshot,
-                                     job.min_workers)
+                workers = _first_fit(job, model, trial, snapshot, job.min_workers)
                 if len(workers) == job.min_workers:
+                    free = trial
+                    started.append(Placement(job.key, tuple(workers)))
                     break
-            if len(workers) == job.min_workers:
-                free = trial
-                started.append(Placement(job.key, tuple(workers)))
         return Decision(started)
 
 
@@ -81,8 +74,8 @@ class SumAdmissionPolicy:
         for key in list(self.admitted):
             since, held = self.admitted[key]
             job = jobs[key]
-            more = _first_fit(replace(job, accelerators=(held[0].model,)), free, snapshot,
-                              job.min_workers - len(held), start_rank=len(held)) if held else []
+            more = _first_fit(job, held[0].model, free, snapshot, job.min_workers - len(held),
+                              start_rank=len(held)) if held else []
             held = held + tuple(more)
             if len(held) == job.min_workers:
                 started.append(Placement(key, held))
@@ -104,8 +97,7 @@ class SumAdmissionPolicy:
             if model is None:
                 continue
             quota[model] -= need
-            held = tuple(_first_fit(replace(job, accelerators=(model,)), free, snapshot,
-                                    job.min_workers))
+            held = tuple(_first_fit(job, model, free, snapshot, job.min_workers))
             if len(held) == job.min_workers:
                 started.append(Placement(job.key, held))
             else:
