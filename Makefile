@@ -53,6 +53,7 @@ e2e: deps venv binaries
 bench: deps venv binaries
 	$(PY) -m cardpool.bench planner
 	$(PY) -m cardpool.bench start
+	$(PY) -m cardpool.bench recovery
 	$(PY) -m localkube bench
 
 kubeconfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -63,7 +64,7 @@ def test_after_a_crash_only_the_missing_ranks_are_created_on_their_recorded_node
 def test_all_ranks_running_makes_the_job_running_once() -> None:
     plan = plan_job(job(started(), pods=RUNNING4), NOW)
     assert plan.status.phase == Phase.RUNNING and plan.status.start_time == NOW
-    again = plan_job(job(plan.status.model_dump(by_alias=True, mode="json"), pods=RUNNING4), NOW + timedelta(1))
+    again = plan_job(job(plan.status.model_dump(by_alias=True, mode="json"), pods=RUNNING4), NOW + timedelta(seconds=1))
     assert not again.status_changed and not again.events
 
 
@@ -79,15 +80,15 @@ def test_a_failed_worker_restarts_within_the_budget_and_fails_beyond_it(counted:
     plan = plan_job(job(started(phase="Running", restarts={"counted": counted}), pods=pods, exit_code=137), NOW)
     assert plan.status.phase == expected
     assert sorted(plan.delete) == ["job-a1-0", "job-a1-1", "job-a1-2", "job-a1-3"]
-    assert plan.status.last_failure.reason == "WorkerFailed"
+    assert plan.status.last_failure.reason == "ExitCode137"
     assert plan.status.restarts.counted == min(counted + 1, 20)
 
 
 def test_a_worker_on_a_faulty_node_restarts_without_spending_the_budget() -> None:
-    plan = plan_job(job(started(phase="Running"), pods=RUNNING4), NOW, faulty_nodes=frozenset({"h800-2"}))
+    plan = plan_job(job(started(phase="Running"), pods=RUNNING4), NOW, faulty_nodes={"h800-2": "NodeNotReady"})
     assert plan.status.phase == Phase.RESTARTING
     assert (plan.status.restarts.counted, plan.status.restarts.uncounted) == (0, 1)
-    assert plan.status.last_failure.reason == "NodeFault"
+    assert plan.status.last_failure.reason == "NodeNotReady"
 
 
 def test_a_gang_that_does_not_start_in_time_is_rolled_back_with_backoff() -> None:
@@ -126,7 +127,7 @@ def test_a_finished_job_is_deleted_after_its_ttl() -> None:
 
 
 def test_a_rank_whose_recorded_node_is_faulty_restarts_the_gang_at_once_without_spending_the_budget() -> None:
-    plan = plan_job(job(started(), pods=[(1, 0, "Running")]), NOW, faulty_nodes=frozenset({"h800-3"}))
+    plan = plan_job(job(started(), pods=[(1, 0, "Running")]), NOW, faulty_nodes={"h800-3": "CardFault"})
     assert plan.status.phase == Phase.RESTARTING and plan.status.restarts.uncounted == 1
     assert plan.status.start_timeouts == 0 and "h800-3" in plan.status.last_failure.message
 
@@ -134,8 +135,8 @@ def test_a_rank_whose_recorded_node_is_faulty_restarts_the_gang_at_once_without_
 def test_pods_already_deleted_on_a_faulty_node_do_not_hold_back_the_next_attempt() -> None:
     stuck = job({"phase": "Restarting", "attempt": 1}, pods=[(1, 0, "Running")], deleting=True)
     assert not needs_placement(stuck, NOW)
-    assert needs_placement(stuck, NOW, frozenset({"h800-0"}))
-    plan = plan_job(stuck, NOW, offer=OFFER, faulty_nodes=frozenset({"h800-0"}))
+    assert needs_placement(stuck, NOW, {"h800-0": "NodeUnknown"})
+    plan = plan_job(stuck, NOW, offer=OFFER, faulty_nodes={"h800-0": "NodeUnknown"})
     assert plan.status.attempt == 2 and len(plan.create) == 4
 
 
@@ -152,8 +153,6 @@ def checkpoint(name: str, attempt: int, step: int, complete: bool = True, verdic
 
 
 def with_checkpoints(observed: ObservedJob, *checkpoints) -> ObservedJob:
-    from dataclasses import replace
-
     return replace(observed, checkpoints=checkpoints)
 
 
@@ -185,3 +184,77 @@ def test_a_job_whose_pool_does_not_exist_waits_for_it_once_it_is_reported() -> N
     again = plan_missing_pool(job(plan.status.model_dump(by_alias=True, mode="json")), NOW)
     assert not again.status_changed
     assert not plan_missing_pool(job(started(phase="Running"), pods=RUNNING4), NOW).status_changed
+
+
+def test_each_attempt_is_recorded_with_its_size_resume_step_and_end() -> None:
+    resumed = {"phase": "Restarting", "attempt": 1, "lastCheckpoint": {
+        "step": 300, "uri": "s3://c/300", "time": NOW.isoformat(), "worldSize": 32, "attempt": 1},
+        "history": [{"attempt": 1, "workers": 4, "startTime": NOW.isoformat(), "endTime": NOW.isoformat(),
+                     "endReason": "NodeNotReady"}]}
+    smaller = Placement("ns/job", OFFER.workers[:3])
+    plan = plan_job(job(resumed), NOW, offer=smaller)
+    last = plan.status.history[-1]
+    assert (last.attempt, last.workers, last.resumed_from_step, last.end_time) == (2, 3, 300, None)
+    assert [e.reason for e in plan.events] == ["GangPlaced", "Resized"]
+    assert "from step 300" in plan.events[0].message and "(attempt 1: 4" in plan.events[1].message
+    failed = plan_job(job(plan.status.model_dump(by_alias=True, mode="json"), pods=[(2, 0, "Running")]), NOW,
+                      faulty_nodes={"h800-0": "CardFault"})
+    assert (failed.status.history[-1].end_reason, failed.status.history[-1].end_time) == ("CardFault", NOW)
+
+
+def test_a_repeated_counted_failure_waits_for_its_backoff() -> None:
+    pods = [(1, 0, "Failed"), (1, 1, "Running"), (1, 2, "Running"), (1, 3, "Running")]
+    plan = plan_job(job(started(phase="Running", restarts={"counted": 2}), pods=pods, exit_code=1), NOW)
+    assert plan.status.restarts.counted == 3 and plan.status.not_before == NOW + timedelta(seconds=20)
+    waiting = job(plan.status.model_dump(by_alias=True, mode="json"))
+    assert not needs_placement(waiting, NOW + timedelta(seconds=19))
+    ready = next(c for c in plan_job(waiting, NOW + timedelta(seconds=5)).status.conditions if c.type == "Ready")
+    assert ready.reason == "ExitCode1" and "backoff" in ready.message
+    assert needs_placement(waiting, NOW + timedelta(seconds=20))
+
+
+def test_a_fail_rule_ends_the_job_at_once() -> None:
+    pods = [(1, 0, "Running"), (1, 1, "Failed"), (1, 2, "Running"), (1, 3, "Running")]
+    plan = plan_job(job(started(phase="Running"), pods=pods, exit_code=2), NOW)  # the example: exit 2 -> Fail
+    ready = next(c for c in plan.status.conditions if c.type == "Ready")
+    assert plan.status.phase == Phase.FAILED and ready.reason == "FailedByPolicy" and "rule 0" in ready.message
+    assert plan.status.restarts.counted == 0
+
+
+def progress(step: int, seconds_ago: float):
+    from cardpool.core.observed import ObservedProgress
+
+    return ObservedProgress(step, 1000, NOW - timedelta(seconds=seconds_ago))
+
+
+def test_progress_of_rank_zero_is_recorded_and_silence_beyond_the_timeout_is_a_hang() -> None:
+    timeout = SPEC.failure_policy.progress_timeout_seconds  # 1800 in the example
+    long_ago = (NOW - timedelta(seconds=timeout + 100)).isoformat()
+    observed = job(started(phase="Running", attemptStartTime=long_ago), pods=RUNNING4)
+    observed = replace(observed, pods=(replace(observed.pods[0], progress=progress(42, 60)), *observed.pods[1:]))
+    plan = plan_job(observed, NOW)
+    assert plan.status.phase == Phase.RUNNING
+    assert (plan.status.progress.step, plan.status.progress.attempt) == (42, 1)
+    silent = plan_job(observed, NOW + timedelta(seconds=timeout))
+    assert silent.status.phase == Phase.RESTARTING and silent.status.last_failure.reason == "Hang"
+    assert "last at step 42" in silent.status.last_failure.message
+    assert silent.status.restarts.counted == 1
+
+
+def test_a_job_below_its_size_grows_once_room_has_stayed_free_for_the_hysteresis() -> None:
+    spec = SPEC.model_copy(deep=True)
+    spec.workers.size.min, spec.workers.size.grow_after_seconds = 2, 60
+    small = {**started(phase="Running"), "placement": [{"group": "h800", "accelerator": "H800", "workers": 2,
+                                                        "nodes": ["h800-0", "h800-1"]}]}
+    two = [(1, 0, "Running"), (1, 1, "Running")]
+    first = plan_job(job(small, pods=two, spec=spec), NOW, grow_to=4)
+    assert first.status.phase == Phase.RUNNING and first.status.larger_size_since == NOW
+    seen = first.status.model_dump(by_alias=True, mode="json")
+    gone = plan_job(job(seen, pods=two, spec=spec), NOW + timedelta(seconds=30), grow_to=None)
+    assert gone.status.larger_size_since is None  # the room went away: the clock restarts
+    grow = plan_job(job(seen, pods=two, spec=spec), NOW + timedelta(seconds=60), grow_to=4)
+    assert grow.status.phase == Phase.RESTARTING and grow.status.restarts.scaling == 1
+    assert sorted(grow.delete) == ["job-a1-0", "job-a1-1"] and grow.status.restarts.counted == 0
+    no_checkpoint = spec.model_copy(update={"checkpoint": None})
+    assert plan_job(job(seen, pods=two, spec=no_checkpoint), NOW + timedelta(seconds=60),
+                    grow_to=4).status.phase == Phase.RUNNING

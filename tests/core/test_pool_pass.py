@@ -35,3 +35,29 @@ def test_a_recorded_node_that_left_the_pool_is_a_fault() -> None:
     plan = reconcile_pool(POOL, 1, None, NODES[:3], [gone], NOW)
     assert plan.faulty_nodes == {"h800-3": "NodeMissing"}
     assert plan.jobs[0].status.phase == Phase.RESTARTING
+
+
+def test_pods_stuck_terminating_on_a_lost_node_are_force_removed_after_the_pools_limit() -> None:
+    from datetime import timedelta
+
+    lost = [replace(n, conditions={"Ready": "Unknown"}) if n.name == "h800-0" else n for n in NODES]
+    limit = POOL.health.stuck_terminating_seconds
+    pods = [(1, r, "Running") for r in range(2)]
+    for age, expected in ((limit - 1, []), (limit, ["job-a1-0"])):
+        restarting = job({"phase": "Restarting", "attempt": 1}, pods=pods, deleting=True,
+                         deleting_since=NOW - timedelta(seconds=age))
+        plan = reconcile_pool(POOL, 1, None, lost, [restarting], NOW)
+        assert plan.jobs[0].force_delete == expected  # h800-1 is healthy: its kubelet ends its pod itself
+
+
+def test_a_running_job_below_its_size_is_offered_the_room_to_grow_only_when_nobody_waits() -> None:
+    spec = job().spec.model_copy(deep=True)
+    spec.workers.size.min = 2
+    small = {**started(phase="Running"), "placement": [{"group": "h800", "accelerator": "H800", "workers": 2,
+                                                        "nodes": ["h800-0", "h800-1"]}]}
+    running = job(small, pods=[(1, 0, "Running"), (1, 1, "Running")], spec=spec)
+    plan = reconcile_pool(POOL, 1, None, NODES, [running], NOW)
+    assert plan.jobs[0].status.larger_size_since == NOW
+    waiting = replace(job(), name="other")  # 4 x 8 H800/A100: waits for the cards growth would take
+    plan = reconcile_pool(POOL, 1, None, NODES, [running, waiting], NOW)
+    assert plan.jobs[0].status.larger_size_since is None

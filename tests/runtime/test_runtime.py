@@ -37,3 +37,32 @@ def test_only_complete_checkpoints_are_visible(tmp_path) -> None:
         store.load((tmp_path / "c" / "step-000000000020").as_uri())
     with pytest.raises(ValueError, match="file://"):
         FileCheckpoints("s3://bucket/x")
+
+
+def test_progress_is_reported_by_rank_zero_at_most_once_per_interval() -> None:
+    from cardpool.runtime import ProgressReporter
+
+    writes, clock = [], [0.0]
+    rank0 = Contract.from_env({**ENV, "CARDPOOL_RANK": "0", "CARDPOOL_POD": "j-a3-0"})
+    reporter = ProgressReporter(rank0, 30, lambda pod, ns, patch: writes.append((pod, ns, patch)), lambda: clock[0])
+    assert reporter.report(1, 100)
+    clock[0] = 29.9
+    assert not reporter.report(2, 100)
+    assert reporter.report(3, 100, force=True)
+    clock[0] = 60
+    assert reporter.report(4)
+    assert [w[0:2] for w in writes] == [("j-a3-0", "ns")] * 3
+    assert '"step":3,' in writes[1][2]["metadata"]["annotations"]["cardpool.io/progress"]
+    other = ProgressReporter(Contract.from_env({**ENV, "CARDPOOL_POD": "j-a3-1"}), 0,
+                             lambda *a: writes.append(a))
+    assert not other.report(5) and len(writes) == 3  # rank 1 never writes
+
+
+def test_a_failed_progress_write_does_not_stop_training() -> None:
+    from cardpool.runtime import ProgressReporter
+
+    def broken(*_):
+        raise ConnectionError("apiserver away")
+
+    rank0 = Contract.from_env({**ENV, "CARDPOOL_RANK": "0", "CARDPOOL_POD": "j-a3-0"})
+    assert ProgressReporter(rank0, 0, broken).report(1) is False

@@ -133,7 +133,9 @@ class HealthPolicy(ApiModel):
     probation_seconds: int = Field(600, ge=0, le=86400)
     """How long a repaired node must stay healthy before it is trusted with cards again."""
     max_drained_percent: int = Field(20, ge=1, le=100)
-    """At most this share of a group's nodes is drained at once, so a fault storm cannot empty the pool."""
+    """At most this share of a group's nodes (rounded down, but at least one) is drained at once, so a fault
+    storm cannot empty the pool. Faulty nodes beyond the cap get no new workers, but are not cordoned and
+    their other pods are not evicted."""
     stuck_terminating_seconds: int = Field(60, ge=10, le=3600)
     """Pods stuck Terminating on a lost node are force-removed after this long."""
 
@@ -196,7 +198,7 @@ class GroupStatus(ApiModel):
     unhealthy_cards: int = Field(0, ge=0)
     """Cards lost to faults, drains or the device plugin."""
     draining_nodes: int = Field(0, ge=0)
-    """Nodes being drained or on probation."""
+    """Nodes drained by cardpool: draining, or on probation."""
     largest_free_block: int = Field(0, ge=0)
     """Most free cards on one node: the largest worker that could start now."""
     fragmentation_percent: int = Field(0, ge=0, le=100)

@@ -18,6 +18,13 @@ LABEL_GROUP = "cardpool.io/group"
 LABEL_MODEL = "cardpool.io/accelerator"
 LABEL_POOL = "cardpool.io/pool"
 
+# Node drains: cardpool's own NoSchedule taint (its value is the fault reason) and the drain record, a JSON
+# annotation that is the drain's memory (why, since when, whether cardpool cordoned, healthy since when).
+TAINT_DRAIN = "cardpool.io/drain"
+ANNOTATION_DRAIN = "cardpool.io/drain"
+# Progress reports of rank 0, a JSON annotation on its own pod: {"step": .., "totalSteps": .., "time": ..}.
+ANNOTATION_PROGRESS = "cardpool.io/progress"
+
 # Ports and files of the env contract.
 COORDINATOR_PORT = 29500
 CONFIG_MOUNT = "/etc/cardpool"

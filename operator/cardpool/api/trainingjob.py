@@ -86,6 +86,9 @@ class WorkerSize(ApiModel):
     """Sizes are multiples of this (e.g. the data-parallel group size)."""
     desired: int | None = Field(None, ge=1, le=100000)
     """Target size within [min, max], set by `kubectl scale --replicas`; unset means max."""
+    grow_after_seconds: int = Field(300, ge=0, le=86400)
+    """A job running below its target size restarts larger (after a graceful save) once room for a larger
+    size has stayed free this long, and no other job waits for those cards."""
 
 
 class EnvVar(ApiModel):
@@ -209,7 +212,9 @@ class FailureRule(ApiModel):
     """Match on the trainer's exit code."""
     on_reasons: list[str] | None = Field(None, min_length=1, max_length=16, json_schema_extra={
         "x-kubernetes-list-type": "set"})
-    """Match on the container's termination reason, e.g. OOMKilled, Error."""
+    """Match on the failure's reason: the container's termination reason (OOMKilled, Error, ...) or a fault
+    cardpool found: NodeNotReady, NodeUnknown, NodeCondition, NodeTaint, CardFault, NodeMissing, PodLost,
+    Hang."""
     on_pod_conditions: list[str] | None = Field(None, min_length=1, max_length=16, json_schema_extra={
         "x-kubernetes-list-type": "set"})
     """Match on a True pod condition, e.g. DisruptionTarget."""
@@ -224,8 +229,12 @@ class FailurePolicy(ApiModel):
     """Restarts counted against the budget before the job fails. Kept in status: deleting pods never resets it."""
     rules: list[FailureRule] = Field(default_factory=list, max_length=32)
     """Ordered rules; without a match, a failure restarts the job and counts."""
-    progress_timeout_seconds: int | None = Field(None, ge=60, le=604800)
-    """Restart the job when no progress is reported for this long (hang detection); unset disables it."""
+    progress_timeout_seconds: int | None = Field(None, ge=10, le=604800)
+    """Restart the job when rank 0 reports no progress for this long (hang detection); unset disables it.
+    The clock starts when the attempt's pods are created and restarts with each report."""
+    backoff_seconds: int = Field(10, ge=0, le=3600)
+    """Delay before the second counted restart; it doubles with each further one, up to 10 minutes. The
+    first restart after a failure, and restarts that do not count, are immediate."""
 
 
 class TrainingJobSpec(ApiModel):
@@ -324,6 +333,8 @@ class CheckpointRecord(ApiModel):
 class Progress(ApiModel):
     """The latest progress report of rank 0."""
 
+    attempt: int = Field(0, ge=0)
+    """Attempt that reported it."""
     step: int = Field(ge=0)
     """Current step."""
     total_steps: int | None = Field(None, ge=1)
@@ -343,6 +354,25 @@ class FailureRecord(ApiModel):
     """CamelCase cause, e.g. NodeNotReady, ExitCode137, Hang."""
     message: str = ""
     """Details."""
+
+
+class AttemptRecord(ApiModel):
+    """One attempt of the job: its size, where it resumed from, and why it ended."""
+
+    attempt: int = Field(ge=1)
+    """Attempt number."""
+    workers: int = Field(ge=0)
+    """Workers it ran with."""
+    accelerator: str = ""
+    """Accelerator model(s), e.g. H800 or H800+Ascend910B."""
+    resumed_from_step: int | None = Field(None, ge=0)
+    """Checkpoint step it resumed from; unset when it started fresh."""
+    start_time: datetime
+    """When its pods were created."""
+    end_time: datetime | None = None
+    """When it ended; unset while it runs."""
+    end_reason: str | None = None
+    """Why it ended, e.g. NodeNotReady, ExitCode137, Hang, GrowToFit, Succeeded."""
 
 
 class TrainingJobStatus(ApiModel):
@@ -378,7 +408,12 @@ class TrainingJobStatus(ApiModel):
     attempt_start_time: datetime | None = None
     """When the current attempt's pods were created."""
     not_before: datetime | None = None
-    """The job is not placed again before this time (backoff after a gang failed to start)."""
+    """The job is not placed again before this time (backoff after repeated failures or a gang that did not
+    start)."""
+    larger_size_since: datetime | None = None
+    """Since when room for a larger size has been free (growth waits spec.workers.size.growAfterSeconds)."""
+    history: list[AttemptRecord] = Field(default_factory=list, max_length=20)
+    """The latest attempts, oldest first (at most 20)."""
     start_timeouts: int = Field(0, ge=0)
     """Gangs of this job rolled back for not starting within spec.startupTimeoutSeconds."""
     start_time: datetime | None = None

@@ -1,6 +1,8 @@
-"""python -m cardpool.bench planner|start [--quick]
+"""python -m cardpool.bench planner|start|recovery [--quick]
 
 `start` (cardpool.bench.start): gang start time on a real local cluster against an Indexed Job.
+`recovery` (cardpool.bench.recovery): from a node fault under a running gang to the new attempt running,
+and the operator's share of it: {"total_s": .., "operator_s": ..}.
 `planner`:
 
 Prints progress lines, then one JSON object as the last line:
@@ -97,13 +99,14 @@ def policies(seeds: list[int], jobs: int, node_count: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cardpool.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["planner", "start"])
+    parser.add_argument("what", choices=["planner", "start", "recovery"])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and seeds (a smoke run)")
-    parser.add_argument("--fleet", default="bench64.yaml", help="start: fleet file in e2e/fleets")
+    parser.add_argument("--fleet", default="bench64.yaml", help="start, recovery: fleet file in e2e/fleets")
     args = parser.parse_args(argv)
-    if args.what == "start":
-        from .start import run
+    if args.what in ("start", "recovery"):
+        from importlib import import_module
 
+        run = import_module(f"cardpool.bench.{args.what}").run
         print(json.dumps(run(repeats=1 if args.quick else 3, fleet_file=args.fleet)))
         return 0
     repeats, seeds, jobs = (3, [1], 300) if args.quick else (21, [1, 2, 3], 1500)

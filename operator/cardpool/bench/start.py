@@ -11,18 +11,16 @@ at the end.
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from kubernetes import client, config
+from kubernetes import client
 
 from cardpool.api.keys import GROUP, LABEL_JOB, VERSION
 
+from .cluster import bench_cluster, h800_pool, new_namespace
+
 WORKERS, CARDS = 32, 8
-HEALTH_PORT_OFFSET = 45
 
 
 def _measure(core: client.CoreV1Api, namespace: str, selector: str, create, timeout: float = 120) -> float:
@@ -39,87 +37,47 @@ def _measure(core: client.CoreV1Api, namespace: str, selector: str, create, time
 
 
 def run(repeats: int = 3, fleet_file: str = "bench64.yaml") -> dict:
-    try:
-        from localkube import fleet as fleets
-        from localkube.cluster import Cluster
-        from localkube.config import FLEETS, REPO, Ports
-        from localkube.processes import operator_command
-        from localkube.waiting import NotYet, wait_for
-    except ImportError as exc:
-        raise SystemExit("python -m cardpool.bench start needs the e2e kit: run it with PYTHONPATH=e2e "
-                         "(make bench does)") from exc
+    from localkube.waiting import wait_for
 
-    with tempfile.TemporaryDirectory(prefix="cardpool-bench-start-") as tmp:
-        cluster = Cluster(state_dir=Path(tmp), ports=Ports(base=Ports().base + 200))
-        try:
-            cluster.up(log=lambda *_: None)
-            api = config.new_client_from_config(str(cluster.kubeconfig))
-            core = client.CoreV1Api(api)
-            fleet = fleets.Fleet.load(FLEETS / fleet_file)
-            fleets.apply(core, fleet, timeout=600)
-            kubectl = [str(Path(cluster.processes.get("kube-apiserver").program).parent / "kubectl"),
-                       "--kubeconfig", str(cluster.kubeconfig)]
-            subprocess.run([*kubectl, "apply", "--server-side", "-k", str(REPO / "crds")], check=True,
-                           capture_output=True)
-            subprocess.run([*kubectl, "wait", "--for", "condition=Established", "--timeout=60s", "crd", "--all"],
-                           check=True, capture_output=True)
-            health = f"http://127.0.0.1:{cluster.ports.base + HEALTH_PORT_OFFSET}/healthz"
-            cluster.processes.start("operator", operator_command(health), ready_url=health,
-                                    env={"KUBECONFIG": str(cluster.kubeconfig), "CARDPOOL_IDENTITY": "bench"})
-            custom = client.CustomObjectsApi(api)
-            pool = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CardPool", "metadata": {"name": "bench"},
-                    "spec": {"nodeGroups": [{"name": "h800", "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-H800"},
-                                             "accelerator": {"vendor": "nvidia", "model": "H800",
-                                                             "resource": "nvidia.com/gpu", "cardsPerNode": 8}}]}}
-            custom.create_cluster_custom_object(GROUP, VERSION, "cardpools", pool)
-
-            def leading() -> bool:
-                lease = client.CoordinationV1Api(api).read_namespaced_lease("cardpool-operator", "default")
-                if lease.spec.holder_identity != "bench":
-                    raise NotYet(f"holder {lease.spec.holder_identity}")
-                return True
-
-            wait_for("the operator to hold its lease", leading, timeout=30)
-            container = {"name": "trainer", "image": "registry.example.com/train:1",
-                         "resources": {"requests": {"cpu": "8", "nvidia.com/gpu": str(CARDS)},
-                                       "limits": {"nvidia.com/gpu": str(CARDS)}}}
-            cardpool_s, job_s = [], []
-            for i in range(repeats + 1):  # run 0 warms both up (connections, caches) and is not counted
-                ns = f"bench-{i}"
-                core.create_namespace({"metadata": {"name": ns}})
-                wait_for(f"ServiceAccount default in {ns}", lambda ns=ns: core.read_namespaced_service_account(
-                    "default", ns), timeout=60)
-                tj = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": "gang"},
-                      "spec": {"pool": "bench", "framework": "PyTorch",
-                               "workers": {"cardsPerWorker": CARDS, "size": {"min": WORKERS, "max": WORKERS},
-                                           "template": {"spec": {"containers": [dict(container)]}}},
-                               "placement": {"accelerators": ["H800"]}}}
-                cardpool_s.append(_measure(core, ns, f"{LABEL_JOB}=gang", lambda ns=ns, tj=tj: (
-                    custom.create_namespaced_custom_object(GROUP, VERSION, ns, "trainingjobs", tj))))
-                custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "trainingjobs", "gang")
-                wait_for(f"the gang's pods in {ns} to go", lambda ns=ns: not core.list_namespaced_pod(
-                    ns, label_selector=f"{LABEL_JOB}=gang").items, timeout=120)
-                job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "indexed"},
-                       "spec": {"completionMode": "Indexed", "completions": WORKERS, "parallelism": WORKERS,
-                                "backoffLimit": 0, "template": {"metadata": {"labels": {"bench": "indexed"}},
-                                                                "spec": {"restartPolicy": "Never",
-                                                                         "containers": [dict(container)]}}}}
-                job_s.append(_measure(core, ns, "bench=indexed", lambda ns=ns, job=job: (
-                    client.BatchV1Api(api).create_namespaced_job(ns, job))))
-                client.BatchV1Api(api).delete_namespaced_job("indexed", ns, propagation_policy="Background")
-                wait_for(f"the Job's pods in {ns} to go", lambda ns=ns: not core.list_namespaced_pod(
-                    ns, label_selector="bench=indexed").items, timeout=120)
-                print(f"run {i}{' (warm-up)' if i == 0 else ''}: cardpool {cardpool_s[-1]:.2f} s, "
-                      f"indexed Job {job_s[-1]:.2f} s", file=sys.stderr)
-            operator_rss = cluster.processes.get("operator").rss_bytes() / 2**20
-        finally:
-            cluster.down(log=lambda *_: None)
+    with bench_cluster("start", fleet_file, 200, h800_pool()) as bench:
+        core, custom = bench.core, bench.custom
+        container = {"name": "trainer", "image": "registry.example.com/train:1",
+                     "resources": {"requests": {"cpu": "8", "nvidia.com/gpu": str(CARDS)},
+                                   "limits": {"nvidia.com/gpu": str(CARDS)}}}
+        cardpool_s, job_s = [], []
+        for i in range(repeats + 1):  # run 0 warms both up (connections, caches) and is not counted
+            ns = f"bench-{i}"
+            new_namespace(bench, ns)
+            tj = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"name": "gang"},
+                  "spec": {"pool": "bench", "framework": "PyTorch",
+                           "workers": {"cardsPerWorker": CARDS, "size": {"min": WORKERS, "max": WORKERS},
+                                       "template": {"spec": {"containers": [dict(container)]}}},
+                           "placement": {"accelerators": ["H800"]}}}
+            cardpool_s.append(_measure(core, ns, f"{LABEL_JOB}=gang", lambda ns=ns, tj=tj: (
+                custom.create_namespaced_custom_object(GROUP, VERSION, ns, "trainingjobs", tj))))
+            custom.delete_namespaced_custom_object(GROUP, VERSION, ns, "trainingjobs", "gang")
+            wait_for(f"the gang's pods in {ns} to go", lambda ns=ns: not core.list_namespaced_pod(
+                ns, label_selector=f"{LABEL_JOB}=gang").items, timeout=120)
+            job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "indexed"},
+                   "spec": {"completionMode": "Indexed", "completions": WORKERS, "parallelism": WORKERS,
+                            "backoffLimit": 0, "template": {"metadata": {"labels": {"bench": "indexed"}},
+                                                            "spec": {"restartPolicy": "Never",
+                                                                     "containers": [dict(container)]}}}}
+            job_s.append(_measure(core, ns, "bench=indexed", lambda ns=ns, job=job: (
+                client.BatchV1Api(bench.api).create_namespaced_job(ns, job))))
+            client.BatchV1Api(bench.api).delete_namespaced_job("indexed", ns, propagation_policy="Background")
+            wait_for(f"the Job's pods in {ns} to go", lambda ns=ns: not core.list_namespaced_pod(
+                ns, label_selector="bench=indexed").items, timeout=120)
+            print(f"run {i}{' (warm-up)' if i == 0 else ''}: cardpool {cardpool_s[-1]:.2f} s, "
+                  f"indexed Job {job_s[-1]:.2f} s", file=sys.stderr)
+        operator_rss = bench.operator_rss_mib()
+        node_count = bench.node_count
     cardpool_s, job_s = cardpool_s[1:], job_s[1:]
     c, j = statistics.median(cardpool_s), statistics.median(job_s)
     return {"cardpool_s": round(c, 2), "indexed_job_s": round(j, 2), "ratio": round(c / j, 2),
             "runs": {"cardpool_s": [round(x, 2) for x in cardpool_s], "indexed_job_s": [round(x, 2) for x in job_s]},
             "operator_rss_mib": round(operator_rss, 1),
-            "setup": {"nodes": fleet.node_count, "workers": WORKERS, "cards_per_worker": CARDS,
+            "setup": {"nodes": node_count, "workers": WORKERS, "cards_per_worker": CARDS,
                       "repeats": repeats, "pool_interval_s": 1.0}}
 
 

@@ -1,4 +1,7 @@
-"""Node health as the pool's policy defines it: a pure classification with a reason."""
+"""Node health as the pool's policy defines it: a pure classification with a reason.
+
+The fault reasons double as failure reasons of the jobs whose workers ran there (and can be matched by
+spec.failurePolicy.rules[].onReasons)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,10 @@ from dataclasses import dataclass
 
 from cardpool.api.cardpool import HealthPolicy
 
+from .observed import ObservedNode
+
 ALWAYS_FAULT_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+FAULTS = ("NodeNotReady", "NodeUnknown", "NodeCondition", "NodeTaint", "CardFault", "NodeMissing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,23 +20,33 @@ class NodeHealth:
     healthy: bool
     schedulable: bool
     reason: str
-    """CamelCase: Healthy, NotReady, ReadyUnknown, Condition<Type>, Taint, Cordoned."""
+    """A fault (see FAULTS), or Healthy, Cordoned, Draining (cardpool's drain) or Probation."""
+    message: str = ""
 
 
-def classify(conditions: dict[str, str], taints: tuple[tuple[str, str], ...], unschedulable: bool,
-             policy: HealthPolicy) -> NodeHealth:
-    ready = conditions.get("Ready")
+def classify(node: ObservedNode, resource: str, cards_per_node: int, policy: HealthPolicy) -> NodeHealth:
+    """`resource` and `cards_per_node`: the node group's card resource and expected cards."""
+    ready = node.conditions.get("Ready")
     if ready == "False":
-        return NodeHealth(False, False, "NotReady")
+        return NodeHealth(False, False, "NodeNotReady", f"node {node.name} is not Ready")
     if ready != "True":
-        return NodeHealth(False, False, "ReadyUnknown")
+        return NodeHealth(False, False, "NodeUnknown", f"node {node.name} stopped reporting (Ready={ready})")
     for type_ in policy.fault_conditions:
-        if conditions.get(type_) == "True":
-            return NodeHealth(False, False, f"Condition{type_}")
+        if node.conditions.get(type_) == "True":
+            return NodeHealth(False, False, "NodeCondition", f"node {node.name} has condition {type_}=True")
     fault_taints = set(ALWAYS_FAULT_TAINTS) | set(policy.fault_taints)
-    for key, effect in taints:
+    for key, effect in node.taints:
         if key in fault_taints and (effect == "NoExecute" or key in policy.fault_taints):
-            return NodeHealth(False, False, "Taint")
-    if unschedulable:
-        return NodeHealth(True, False, "Cordoned")
+            return NodeHealth(False, False, "NodeTaint", f"node {node.name} is tainted {key}:{effect}")
+    capacity = node.capacity.get(resource, cards_per_node)
+    allocatable = node.allocatable.get(resource, 0)
+    if allocatable < capacity:
+        return NodeHealth(False, False, "CardFault",
+                          f"node {node.name}: {capacity - allocatable} of {capacity} {resource} unhealthy")
+    if node.drain is not None:
+        if node.drain.healthy_since is not None:
+            return NodeHealth(True, False, "Probation", f"node {node.name} is healthy again, on probation")
+        return NodeHealth(True, False, "Draining", f"node {node.name} is drained ({node.drain.reason})")
+    if node.unschedulable:
+        return NodeHealth(True, False, "Cordoned", f"node {node.name} is cordoned")
     return NodeHealth(True, True, "Healthy")

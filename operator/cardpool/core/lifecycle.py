@@ -9,28 +9,40 @@ rank impossible. Pods of other attempts are deleted before a new attempt is plac
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import MappingProxyType
 
 from cardpool.api.phases import conditions_for_phase
 from cardpool.api.trainingjob import (
+    AttemptRecord,
     CheckpointRecord,
+    FailureAction,
     FailureRecord,
     Framework,
     GroupPlacement,
     Phase,
+    Progress,
     TrainingJobStatus,
 )
 
+from .failures import Failure, backoff, decide, first_failure
 from .observed import ObservedJob, ObservedPod
 from .placement import Placement
 from .queue import Waiting
 
 RANK0_DECIDES = {Framework.PYTORCH, Framework.DEEPSPEED, Framework.MEGATRON}
+_NONE: Mapping[str, str] = MappingProxyType({})
 
 
 def pod_name(job: str, attempt: int, rank: int) -> str:
     return f"{job}-a{attempt}-{rank}"
+
+
+
+
+HISTORY = 20
 BACKOFF_BASE_S = 10
 BACKOFF_MAX_S = 600
 
@@ -68,6 +80,8 @@ class JobPlan:
     status: TrainingJobStatus
     create: list[RankSlot] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
+    force_delete: list[str] = field(default_factory=list)
+    """Pods stuck Terminating on a lost node, removed without waiting for its kubelet."""
     events: list[Event] = field(default_factory=list)
     delete_job: bool = False
     status_changed: bool = True
@@ -97,13 +111,13 @@ def judge_checkpoints(job: ObservedJob, status: TrainingJobStatus, now: datetime
         plan.verdicts.append(verdict)
 
 
-def blocking_pods(job: ObservedJob, faulty_nodes: frozenset[str] = frozenset()) -> list[ObservedPod]:
+def blocking_pods(job: ObservedJob, faulty_nodes: Mapping[str, str] = _NONE) -> list[ObservedPod]:
     """Pods a new attempt must wait for: all, except those already deleted on a faulty node (a lost kubelet
     never confirms their end; they hold no usable cards)."""
     return [p for p in job.pods if not (p.deleting and p.node in faulty_nodes)]
 
 
-def needs_placement(job: ObservedJob, now: datetime, faulty_nodes: frozenset[str] = frozenset()) -> bool:
+def needs_placement(job: ObservedJob, now: datetime, faulty_nodes: Mapping[str, str] = _NONE) -> bool:
     """Whether the pool's queue should consider the job this pass."""
     status, spec = job.status, job.spec
     if spec.suspend or status.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.STARTING, Phase.RUNNING):
@@ -135,7 +149,9 @@ def record(placement: Placement) -> list[GroupPlacement]:
 
 
 def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, waiting: Waiting | None = None,
-             faulty_nodes: frozenset[str] = frozenset()) -> JobPlan:
+             faulty_nodes: Mapping[str, str] = _NONE, grow_to: int | None = None) -> JobPlan:
+    """`faulty_nodes`: node -> fault reason. `grow_to`: the size the job could restart at now, when the pool
+    pass found room for more than it runs with (see core.pool)."""
     spec = job.spec
     old = job.status
     status = old.model_copy(deep=True)
@@ -148,21 +164,26 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     current = {p.rank: p for p in job.pods if live and p.attempt == status.attempt}
     plan.delete += [p.name for p in job.pods
                     if (p.rank not in current or current[p.rank] is not p) and not p.deleting]
+    _take_progress(current.get(0), status, now)
 
-    def stop_attempt() -> None:
+    def stop_attempt(why: str) -> None:
         plan.delete += [p.name for p in current.values() if not p.deleting]
+        if status.history and status.history[-1].attempt == status.attempt and status.history[-1].end_time is None:
+            status.history[-1].end_time = now
+            status.history[-1].end_reason = why
         status.placement = []
         status.workers = 0
         status.world_size = 0
+        status.larger_size_since = None
 
     if phase in (Phase.SUCCEEDED, Phase.FAILED):
-        stop_attempt()  # e.g. the other ranks after rank 0 succeeded
+        stop_attempt(phase.value)  # e.g. the other ranks after rank 0 succeeded
         reason, message = (old.conditions[0].reason, old.conditions[0].message) if old.conditions else (phase, "")
         if spec.ttl_seconds_after_finished is not None and status.completion_time is not None and (
                 now >= status.completion_time + timedelta(seconds=spec.ttl_seconds_after_finished)):
             plan.delete_job = True
     elif spec.suspend:
-        stop_attempt()
+        stop_attempt("Suspended")
         phase, reason, message = Phase.SUSPENDED, "Suspended", "spec.suspend is true; workers stopped"
     elif phase in (Phase.QUEUED, Phase.RESTARTING, Phase.SUSPENDED):
         if waiting_for := blocking_pods(job, faulty_nodes):
@@ -170,79 +191,55 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
             if phase == Phase.SUSPENDED:
                 phase = Phase.QUEUED
         elif offer is not None:
-            status.attempt += 1
-            status.placement = record(offer)
-            status.attempt_start_time = now
-            status.not_before = None
-            plan.create = [RankSlot(w.rank, w.node, w.group, w.model) for w in offer.workers]
-            phase, reason = Phase.STARTING, "GangPlaced"
-            message = f"attempt {status.attempt}: {offer.size} workers on {len(offer.cards_on())} nodes"
-            plan.events.append(Event("Normal", "GangPlaced", message))
+            _start_attempt(job, status, offer, now, plan)
+            phase, reason, message = Phase.STARTING, "GangPlaced", plan.events[-1].message
         else:
             phase = Phase.QUEUED if phase == Phase.SUSPENDED else phase
-            if status.not_before is not None and status.not_before > now:
-                reason = "GangStartTimeout"  # the only cause of a backoff; it stays the reason while it lasts
-                message = (f"the gang did not start within {spec.startup_timeout_seconds} s "
-                           f"({status.start_timeouts} times); placed again after {status.not_before.isoformat()}")
+            if status.not_before is not None and status.not_before > now and old.conditions:
+                ready = next((c for c in old.conditions if c.type == "Ready"), old.conditions[0])
+                reason, message = ready.reason, ready.message  # the cause of the backoff, as written when it began
             elif waiting is not None:
                 reason, message = waiting.reason, waiting.message
             else:
                 reason, message = "Queued", "waiting for the pool's next queue pass"
     else:  # Starting or Running: the current attempt
         slots = rank_nodes(status)
-        failed = [p for p in current.values() if p.phase == "Failed"]
-        # a rank whose recorded node is faulty or gone, with or without its pod yet
-        on_faulty = [ObservedPod(pod_name(job.name, status.attempt, r), job.namespace, job.name, status.attempt, r,
-                                 node, current[r].phase if r in current else "Pending")
-                     for r, (node, _, _) in sorted(slots.items())
-                     if node in faulty_nodes and (r not in current or current[r].phase != "Succeeded")]
-        vanished = [r for r in slots if r not in current] if phase == Phase.RUNNING else []
+        failure = _failure(job, status, current, slots, faulty_nodes, phase, now)
+        running = [p for p in current.values() if p.phase in ("Running", "Succeeded")]  # started
+        started = status.attempt_start_time or now
         if _succeeded(spec.framework, current, len(slots)):
-            stop_attempt()
+            stop_attempt("Succeeded")
             phase, reason, message = Phase.SUCCEEDED, "Succeeded", "the job's success rule is met"
             status.completion_time = now
             plan.events.append(Event("Normal", "Succeeded", f"attempt {status.attempt} finished"))
-        elif failed or on_faulty or vanished:
-            counted = bool(failed) and not on_faulty
-            what = (f"rank {failed[0].rank} failed (exit code {failed[0].exit_code}, {failed[0].reason})" if failed
-                    else f"node {on_faulty[0].node} of rank {on_faulty[0].rank} is faulty" if on_faulty
-                    else f"pod of rank {vanished[0]} disappeared")
-            why = "WorkerFailed" if failed else "NodeFault" if on_faulty else "PodLost"
-            status.last_failure = FailureRecord(time=now, attempt=status.attempt, reason=why, message=what)
-            stop_attempt()
-            if counted and status.restarts.counted >= spec.failure_policy.max_restarts:
-                phase, reason = Phase.FAILED, "RestartBudgetSpent"
-                message = f"{what}; {status.restarts.counted} restarts already (maxRestarts)"
-                status.completion_time = now
-                plan.events.append(Event("Warning", "Failed", message))
-            else:
-                if counted:
-                    status.restarts.counted += 1
-                else:
-                    status.restarts.uncounted += 1
-                phase, reason, message = Phase.RESTARTING, why, f"{what}; restarting as a new attempt"
-                plan.events.append(Event("Warning", why, message))
+        elif failure is not None:
+            phase, reason, message = _fail_attempt(job, status, failure, now, plan, stop_attempt)
+        elif phase == Phase.STARTING and len(running) < len(slots) and (
+                now - started > timedelta(seconds=spec.startup_timeout_seconds)):
+            stop_attempt("GangStartTimeout")
+            status.start_timeouts += 1
+            delay = min(BACKOFF_BASE_S * 2 ** (status.start_timeouts - 1), BACKOFF_MAX_S)
+            status.not_before = now + timedelta(seconds=delay)
+            phase, reason = Phase.QUEUED, "GangStartTimeout"
+            message = (f"attempt {status.attempt}: the gang did not start within {spec.startup_timeout_seconds} s "
+                       f"({len(running)} of {len(slots)} workers running); rolled back, placed again after "
+                       f"{status.not_before.isoformat()}")
+            plan.events.append(Event("Warning", "GangStartTimeout", message))
+        elif len(running) == len(slots) and slots and _grow_now(job, status, len(slots), grow_to, now):
+            stop_attempt(f"GrowTo{grow_to}")
+            status.restarts.scaling += 1
+            phase, reason = Phase.RESTARTING, "Growing"
+            message = (f"room for {grow_to} workers has stayed free for {spec.workers.size.grow_after_seconds} s: "
+                       f"attempt {status.attempt} stops with a graceful save and restarts larger")
+            plan.events.append(Event("Normal", "Growing", message))
         else:
             plan.create = [RankSlot(r, *slots[r]) for r in sorted(slots) if r not in current]
-            running = [p for p in current.values() if p.phase in ("Running", "Succeeded")]  # started
-            started = status.attempt_start_time or now
             if len(running) == len(slots) and slots:
                 if phase != Phase.RUNNING:
                     plan.events.append(Event("Normal", "Running", f"attempt {status.attempt}: all "
                                                                   f"{len(slots)} workers running"))
                 phase, reason, message = Phase.RUNNING, "Running", f"attempt {status.attempt}: all workers running"
                 status.start_time = status.start_time or now
-            elif phase == Phase.STARTING and now - started > timedelta(seconds=spec.startup_timeout_seconds):
-                stop_attempt()
-                plan.create = []
-                status.start_timeouts += 1
-                delay = min(BACKOFF_BASE_S * 2 ** (status.start_timeouts - 1), BACKOFF_MAX_S)
-                status.not_before = now + timedelta(seconds=delay)
-                phase, reason = Phase.QUEUED, "GangStartTimeout"
-                message = (f"attempt {status.attempt}: the gang did not start within {spec.startup_timeout_seconds} s "
-                           f"({len(running)} of {len(slots)} workers running); rolled back, placed again after "
-                           f"{status.not_before.isoformat()}")
-                plan.events.append(Event("Warning", "GangStartTimeout", message))
             else:
                 reason = "Starting" if phase == Phase.STARTING else "Running"
                 message = f"attempt {status.attempt}: {len(running)} of {len(slots)} workers running"
@@ -260,6 +257,108 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
                                              job.generation)
     plan.status_changed = status != old
     return plan
+
+
+def _start_attempt(job: ObservedJob, status: TrainingJobStatus, offer: Placement, now: datetime,
+                   plan: JobPlan) -> None:
+    """Record the new attempt (placement, history) before any of its pods exists."""
+    previous = status.history[-1] if status.history else None
+    status.attempt += 1
+    status.placement = record(offer)
+    status.attempt_start_time = now
+    status.not_before = None
+    resumed = status.last_checkpoint.step if status.last_checkpoint else None
+    status.history = [*status.history, AttemptRecord(
+        attempt=status.attempt, workers=offer.size, accelerator="+".join(offer.models()),
+        resumed_from_step=resumed, start_time=now)][-HISTORY:]
+    plan.create = [RankSlot(w.rank, w.node, w.group, w.model) for w in offer.workers]
+    where = f" from step {resumed}" if resumed is not None else ""
+    plan.events.append(Event("Normal", "GangPlaced", f"attempt {status.attempt}: {offer.size} workers on "
+                                                     f"{len(offer.cards_on())} nodes{where}"))
+    if previous is not None and previous.workers != offer.size:
+        target = job.spec.workers.size.desired or job.spec.workers.size.max
+        plan.events.append(Event("Normal", "Resized", f"attempt {status.attempt} runs {offer.size} workers "
+                                                      f"(attempt {previous.attempt}: {previous.workers}; "
+                                                      f"target {target})"))
+
+
+def _failure(job: ObservedJob, status: TrainingJobStatus, current: dict[int, ObservedPod],
+             slots: dict[int, tuple[str, str, str]], faulty_nodes: Mapping[str, str], phase: Phase,
+             now: datetime) -> Failure | None:
+    """Why the current attempt cannot go on, if it cannot: a node fault under a rank first (the root cause
+    when ranks then fail too), then a failed rank, a rank whose pod vanished, a hang."""
+    for r, (node, _, _) in sorted(slots.items()):
+        if node in faulty_nodes and (r not in current or current[r].phase != "Succeeded"):
+            why = faulty_nodes[node]
+            return Failure(why, f"node {node} of rank {r}: {why}", node_fault=True)
+    if failed := [p for p in current.values() if p.phase == "Failed"]:
+        return first_failure(failed)
+    if phase == Phase.RUNNING and (lost := [r for r in slots if r not in current]):
+        return Failure("PodLost", f"the pod of rank {lost[0]} disappeared")
+    timeout = job.spec.failure_policy.progress_timeout_seconds
+    if phase == Phase.RUNNING and timeout is not None:
+        last = status.attempt_start_time or now
+        if status.progress is not None and status.progress.attempt == status.attempt:
+            last = max(last, status.progress.time)
+        if now - last > timedelta(seconds=timeout):
+            step = f" (last at step {status.progress.step})" if status.progress and (
+                status.progress.attempt == status.attempt) else ""
+            return Failure("Hang", f"no progress reported for {timeout} s{step}")
+    return None
+
+
+def _fail_attempt(job: ObservedJob, status: TrainingJobStatus, failure: Failure, now: datetime, plan: JobPlan,
+                  stop_attempt) -> tuple[Phase, str, str]:
+    policy = job.spec.failure_policy
+    decision = decide(failure, policy)
+    status.last_failure = FailureRecord(time=now, attempt=status.attempt, reason=failure.reason,
+                                        message=f"{failure.message}; {decision.describe()}")
+    stop_attempt(failure.reason)
+    if decision.action == FailureAction.FAIL:
+        message = f"{failure.message}; {decision.describe()}"
+        status.completion_time = now
+        plan.events.append(Event("Warning", "Failed", message))
+        return Phase.FAILED, "FailedByPolicy", message
+    if decision.counted and status.restarts.counted >= policy.max_restarts:
+        message = f"{failure.message}; restart budget spent ({status.restarts.counted} of maxRestarts " \
+                  f"{policy.max_restarts})"
+        status.completion_time = now
+        plan.events.append(Event("Warning", "Failed", message))
+        return Phase.FAILED, "RestartBudgetSpent", message
+    if decision.counted:
+        status.restarts.counted += 1
+        delay = backoff(policy, status.restarts.counted)
+        status.not_before = now + delay if delay else None
+    else:
+        status.restarts.uncounted += 1
+    when = f" after {status.not_before.isoformat()} (backoff)" if status.not_before else ""
+    resume = (f" from step {status.last_checkpoint.step}" if status.last_checkpoint
+              else " from scratch (no checkpoint yet)")
+    message = f"{failure.message}; {decision.describe()}: restarting{resume}{when}"
+    plan.events.append(Event("Warning", failure.reason, message))
+    return Phase.RESTARTING, failure.reason, message
+
+
+def _take_progress(rank0: ObservedPod | None, status: TrainingJobStatus, now: datetime) -> None:
+    report = rank0.progress if rank0 is not None else None
+    if report is None:
+        return
+    time = min(report.time, now)  # a trainer's clock ahead of ours must not postpone hang detection
+    known = status.progress
+    if known is None or known.attempt != status.attempt or report.step != known.step or (
+            report.total_steps != known.total_steps):
+        status.progress = Progress(attempt=status.attempt, step=report.step, total_steps=report.total_steps,
+                                   time=time)
+
+
+def _grow_now(job: ObservedJob, status: TrainingJobStatus, size: int, grow_to: int | None, now: datetime) -> bool:
+    """Whether to stop a running attempt to restart it larger; keeps the hysteresis clock in status. Only a job
+    that checkpoints grows: the graceful save on SIGTERM keeps its work."""
+    if grow_to is None or grow_to <= size or job.spec.checkpoint is None:
+        status.larger_size_since = None
+        return False
+    status.larger_size_since = status.larger_size_since or now
+    return now - status.larger_size_since >= timedelta(seconds=job.spec.workers.size.grow_after_seconds)
 
 
 def _succeeded(framework: Framework, pods: dict[int, ObservedPod], size: int) -> bool:

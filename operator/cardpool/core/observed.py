@@ -9,6 +9,22 @@ from cardpool.api.trainingjob import TrainingJobSpec, TrainingJobStatus
 
 
 @dataclass(frozen=True, slots=True)
+class DrainRecord:
+    """cardpool's memory of a drain, kept on the node (annotation cardpool.io/drain) so any replica, after
+    any crash, sees the same drain."""
+
+    reason: str
+    """The fault that started the drain, e.g. NodeNotReady, CardFault."""
+    since: datetime
+    cordoned: bool
+    """Whether cardpool cordoned the node (a node already cordoned by someone else stays cordoned)."""
+    healthy_since: datetime | None = None
+    """Start of the probation: since when the node has been healthy again."""
+    others_evicted: bool = False
+    """Whether the node's other pods have been evicted."""
+
+
+@dataclass(frozen=True, slots=True)
 class ObservedNode:
     name: str
     labels: dict[str, str]
@@ -20,6 +36,14 @@ class ObservedNode:
     taints: tuple[tuple[str, str], ...] = ()
     """(key, effect)."""
     unschedulable: bool = False
+    drain: DrainRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedProgress:
+    step: int
+    total_steps: int | None
+    time: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +63,14 @@ class ObservedPod:
     cards: int = 0
     """Accelerator cards the pod requests (extended resources)."""
     pool: str | None = None
+    deleting_since: datetime | None = None
+    """When its deletion was requested (deletionTimestamp minus the grace period)."""
+    finished_at: datetime | None = None
+    """When its trainer container terminated."""
+    conditions: frozenset[str] = frozenset()
+    """Pod condition types that are True, e.g. DisruptionTarget."""
+    progress: ObservedProgress | None = None
+    """The latest progress report it carries (rank 0)."""
 
 
 @dataclass(frozen=True, slots=True)

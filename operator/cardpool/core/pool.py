@@ -8,16 +8,18 @@ exist, so a job between attempts never frees cards its old pods still use.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus, GroupStatus
 from cardpool.api.conditions import Condition, set_condition
 from cardpool.api.trainingjob import Phase
 
+from .drain import member_group
 from .health import classify
 from .lifecycle import JobPlan, needs_placement, plan_job, rank_nodes
 from .observed import ObservedJob, ObservedNode, ObservedPod
 from .queue import QueuePlan, schedule
+from .sizing import resize
 from .snapshot import Allocation, Group, JobRequest, Node, Snapshot, Worker
 
 
@@ -28,11 +30,6 @@ class PoolPlan:
     queue: QueuePlan
     faulty_nodes: dict[str, str] = field(default_factory=dict)
     """node -> reason, for nodes of the pool classified unhealthy."""
-
-
-def member_group(spec: CardPoolSpec, labels: dict[str, str]):
-    """The first node group whose selector the labels match."""
-    return next((g for g in spec.node_groups if all(labels.get(k) == v for k, v in g.node_selector.items())), None)
 
 
 def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[ObservedJob], now: datetime,
@@ -47,7 +44,7 @@ def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[Obs
         group = member_group(spec, node.labels)
         if group is None:
             continue
-        health = classify(node.conditions, node.taints, node.unschedulable, spec.health)
+        health = classify(node, group.accelerator.resource, group.accelerator.cards_per_node, spec.health)
         if not health.healthy:
             faulty[node.name] = health.reason
         resource = group.accelerator.resource
@@ -76,7 +73,7 @@ def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[Obs
                         for i, (node, cards) in enumerate(sorted(held.items())) if node in known)
         if workers:
             allocations.append(Allocation(job.key, workers))
-        if needs_placement(job, now, frozenset(faulty)):
+        if needs_placement(job, now, faulty):
             pending.append(request(job))
     return Snapshot(nodes=tuple(core_nodes), groups=groups, allocations=tuple(allocations),
                     pending=tuple(pending)), faulty
@@ -104,12 +101,38 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
     queue = schedule(snapshot)
     offers = {p.job: p for p in queue.admitted}
     waits = {w.job: w for w in queue.waiting}
-    plans = [plan_job(job, now, offers.get(job.key), waits.get(job.key), frozenset(faulty)) for job in jobs]
-    return PoolPlan(plans, pool_status(spec, generation, previous, snapshot, queue, now), queue, faulty)
+    growth = room_to_grow(snapshot, queue, jobs)
+    plans = [plan_job(job, now, offers.get(job.key), waits.get(job.key), faulty, growth.get(job.key))
+             for job in jobs]
+    stuck = timedelta(seconds=spec.health.stuck_terminating_seconds)
+    for job, job_plan in zip(jobs, plans, strict=True):
+        job_plan.force_delete = [p.name for p in job.pods if p.deleting and p.node in faulty
+                                 and p.deleting_since is not None and now - p.deleting_since >= stuck]
+    drained: dict[str, int] = {}
+    for node in nodes:
+        if node.drain is not None and (group := member_group(spec, node.labels)) is not None:
+            drained[group.name] = drained.get(group.name, 0) + 1
+    return PoolPlan(plans, pool_status(spec, generation, previous, snapshot, queue, now, drained), queue, faulty)
+
+
+def room_to_grow(snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob]) -> dict[str, int]:
+    """Running jobs below their target size that could restart larger now, with the size they would get.
+    Growth never competes with the queue: only when no job is admitted or waits for cards this pass (jobs
+    that cannot fit even an empty pool do not count)."""
+    if queue.admitted or any(w.reason != "Unplaceable" for w in queue.waiting):
+        return {}
+    out = {}
+    for job in jobs:
+        size = job.spec.workers.size
+        if job.status.phase == Phase.RUNNING and job.status.workers < (size.desired or size.max):
+            grown = resize(snapshot, request(job), job.status.workers)
+            if grown.can_grow and grown.size is not None:
+                out[job.key] = grown.size
+    return out
 
 
 def pool_status(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None, snapshot: Snapshot,
-                queue: QueuePlan, now: datetime) -> CardPoolStatus:
+                queue: QueuePlan, now: datetime, drained: dict[str, int] | None = None) -> CardPoolStatus:
     used, free_now = snapshot.used(), snapshot.free()
     groups = []
     for g in spec.node_groups:
@@ -122,7 +145,7 @@ def pool_status(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | 
         groups.append(GroupStatus(
             name=g.name, model=g.accelerator.model, nodes=len(members), cards=cards, healthy_cards=healthy,
             allocated_cards=allocated, free_cards=free, unhealthy_cards=cards - healthy,
-            draining_nodes=sum(1 for n in members if n.healthy and not n.schedulable),
+            draining_nodes=(drained or {}).get(g.name, 0),
             largest_free_block=frag.largest_free_block if frag else 0,
             fragmentation_percent=frag.percent if frag else 0))
     free_total = sum(g.free_cards for g in groups)

@@ -27,10 +27,12 @@ from kubernetes.client.exceptions import ApiException
 from cardpool import __version__
 from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
 from cardpool.api.keys import GROUP, LABEL_MANAGED_BY, MANAGED_BY, VERSION
+from cardpool.core.drain import plan_drains
 from cardpool.core.lifecycle import plan_missing_pool, pod_name
 from cardpool.core.observed import ObservedCheckpoint, ObservedJob, ObservedNode, ObservedPod
 from cardpool.core.pool import reconcile_pool
 from cardpool.kube import effects, observe
+from cardpool.kube import nodes as node_effects
 from cardpool.kube.client import Kube
 from cardpool.kube.leader import LeaderElector
 
@@ -47,7 +49,7 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_
     namespace = os.environ.get("CARDPOOL_NAMESPACE", "default")
     elector = LeaderElector(kube, namespace, identity=os.environ.get("CARDPOOL_IDENTITY"))
     elector.start()
-    state.update(kube=kube, elector=elector, wake=asyncio.Event(),
+    state.update(kube=kube, elector=elector, wake=asyncio.Event(), **{"event-loop": asyncio.get_running_loop()},
                  creates=ThreadPoolExecutor(effects.PARALLEL_CREATES, thread_name_prefix="cardpool-create"),
                  passes=ThreadPoolExecutor(1, thread_name_prefix="cardpool-pass"))
     state["loop"] = asyncio.create_task(pool_loop())
@@ -69,14 +71,28 @@ async def shutdown(**_: Any) -> None:
         await loop.run_in_executor(None, elector.stop)
 
 
+def _wake_on_change(kind: str, key: Any, value: Any) -> None:
+    """Start a pass when what the core sees of a node or pod changed (not on every heartbeat). Index handlers
+    run in kopf's worker threads, hence call_soon_threadsafe."""
+    seen: dict = state.setdefault(f"seen-{kind}", {})
+    if seen.get(key) != value:
+        seen[key] = value
+        if (loop := state.get("event-loop")) is not None:
+            loop.call_soon_threadsafe(state["wake"].set)
+
+
 @kopf.index("nodes")
 def nodes_index(body: kopf.Body, name: str, **_: Any) -> dict:
-    return {name: observe.node(body)}
+    node = observe.node(body)
+    _wake_on_change("nodes", name, node)
+    return {name: node}
 
 
 @kopf.index("pods", labels={LABEL_MANAGED_BY: MANAGED_BY})
 def pods_index(body: kopf.Body, **_: Any) -> dict:
     pod = observe.pod(body)
+    if pod:
+        _wake_on_change("pods", (pod.namespace, pod.name), pod)
     return {(pod.namespace, pod.job): pod} if pod else {}
 
 
@@ -142,6 +158,11 @@ async def pool_loop() -> None:
 
 def run_passes(observed: Observations) -> None:
     now = datetime.now(UTC)
+    try:  # nodes first: one writer for every node's drain, whichever pools select it
+        pools = {name: CardPoolSpec.model_validate(body["spec"]) for name, body in observed.pools.items()}
+        node_effects.apply_drain_plan(state["kube"], plan_drains(pools, observed.nodes, now), observed.nodes, now)
+    except Exception:
+        log.exception("the node pass failed")
     for name, body in sorted(observed.pools.items()):
         try:
             pool_pass(name, body, observed, now)

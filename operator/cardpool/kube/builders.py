@@ -70,6 +70,7 @@ def env(job: ObservedJob, pool_name: str, pool: CardPoolSpec, slot: RankSlot) ->
     master = host(job.name, job.namespace, 0)
     out = {
         "CARDPOOL_JOB": job.name, "CARDPOOL_JOB_UID": job.uid, "CARDPOOL_NAMESPACE": job.namespace,
+        "CARDPOOL_POD": pod_name(job.name, status.attempt, r),
         "CARDPOOL_POOL": pool_name,
         "CARDPOOL_ATTEMPT": str(status.attempt), "CARDPOOL_RANK": str(r), "CARDPOOL_WORKERS": str(n),
         "CARDPOOL_CARDS_PER_WORKER": str(c), "CARDPOOL_WORLD_SIZE": str(n * c),

@@ -41,6 +41,9 @@ def apply_children(kube: Kube, job: ObservedJob, plan: JobPlan, pool_name: str, 
     """After the status write: deletions, then the children of a new attempt, then events."""
     for name in plan.delete:
         kube.delete(kube.core.delete_namespaced_pod, name, job.namespace)
+    for name in plan.force_delete:  # its kubelet is gone and will never confirm the end
+        log.info("force-removing pod %s/%s, stuck terminating on a lost node", job.namespace, name)
+        kube.delete(kube.core.delete_namespaced_pod, name, job.namespace, grace_period_seconds=0)
     if plan.create:
         log.info("placing attempt %s of %s: %d pods", plan.status.attempt, job.key, len(plan.create))
         # the children are built from the status just written: the recorded placement of this attempt

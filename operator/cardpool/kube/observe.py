@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from cardpool.api.keys import LABEL_ATTEMPT, LABEL_JOB, LABEL_POOL, LABEL_RANK
+from cardpool.api.keys import (
+    ANNOTATION_DRAIN,
+    ANNOTATION_PROGRESS,
+    LABEL_ATTEMPT,
+    LABEL_JOB,
+    LABEL_MANAGED_BY,
+    LABEL_POOL,
+    LABEL_RANK,
+    MANAGED_BY,
+)
 from cardpool.api.trainingjob import TrainingJobSpec, TrainingJobStatus
-from cardpool.core.observed import ObservedCheckpoint, ObservedJob, ObservedNode, ObservedPod
+from cardpool.core.drain import PodOnNode
+from cardpool.core.observed import (
+    DrainRecord,
+    ObservedCheckpoint,
+    ObservedJob,
+    ObservedNode,
+    ObservedPod,
+    ObservedProgress,
+)
+
+log = logging.getLogger("cardpool.observe")
 
 BASIC_RESOURCES = {"cpu", "memory", "pods", "ephemeral-storage"}
 
@@ -31,7 +52,55 @@ def node(body: Mapping[str, Any]) -> ObservedNode:
         capacity=cards(status.get("capacity")), allocatable=cards(status.get("allocatable")),
         conditions={c["type"]: c["status"] for c in status.get("conditions") or []},
         taints=tuple((t["key"], t.get("effect", "")) for t in spec.get("taints") or []),
-        unschedulable=bool(spec.get("unschedulable")))
+        unschedulable=bool(spec.get("unschedulable")),
+        drain=drain_record((meta.get("annotations") or {}).get(ANNOTATION_DRAIN), meta["name"]))
+
+
+def drain_record(text: str | None, node_name: str = "") -> DrainRecord | None:
+    if not text:
+        return None
+    try:
+        raw = json.loads(text)
+        return DrainRecord(reason=str(raw["reason"]), since=_time(raw["since"]), cordoned=bool(raw["cordoned"]),
+                           healthy_since=_time(raw["healthySince"]) if raw.get("healthySince") else None,
+                           others_evicted=bool(raw.get("othersEvicted")))
+    except (ValueError, KeyError, TypeError) as exc:
+        # a hand-edited record: treated as a drain of unknown cause, so the node still goes through probation
+        log.warning("node %s: unreadable %s annotation (%s); treating it as a fresh drain", node_name,
+                    ANNOTATION_DRAIN, exc)
+        return DrainRecord(reason="Unknown", since=datetime.now(UTC), cordoned=False)
+
+
+def drain_annotation(record: DrainRecord) -> str:
+    def stamp(t: datetime | None) -> str | None:
+        return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if t else None
+
+    return json.dumps({"reason": record.reason, "since": stamp(record.since), "cordoned": record.cordoned,
+                       "healthySince": stamp(record.healthy_since), "othersEvicted": record.others_evicted},
+                      separators=(",", ":"))
+
+
+def progress(text: str | None) -> ObservedProgress | None:
+    """rank 0's report ({"step", "totalSteps", "time"}); an unreadable one is ignored (the trainer's bug, and
+    hang detection then acts as if nothing had been reported)."""
+    if not text:
+        return None
+    try:
+        raw = json.loads(text)
+        total = raw.get("totalSteps")
+        return ObservedProgress(int(raw["step"]), int(total) if total else None, _time(raw["time"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def pod_on_node(body: Mapping[str, Any]) -> PodOnNode:
+    meta, status = body.get("metadata", {}), body.get("status", {})
+    return PodOnNode(
+        name=meta["name"], namespace=meta["namespace"],
+        owner_kinds=tuple(o.get("kind", "") for o in meta.get("ownerReferences") or []),
+        mirror="kubernetes.io/config.mirror" in (meta.get("annotations") or {}),
+        cardpool=(meta.get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY,
+        deleting=bool(meta.get("deletionTimestamp")), phase=status.get("phase") or "Pending")
 
 
 def pod(body: Mapping[str, Any]) -> ObservedPod | None:
@@ -43,11 +112,16 @@ def pod(body: Mapping[str, Any]) -> ObservedPod | None:
     node_name = spec.get("nodeName") or _affinity_node(spec)
     terminated = next((cs["state"]["terminated"] for cs in status.get("containerStatuses") or []
                        if (cs.get("state") or {}).get("terminated")), None)
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    true = frozenset(c.get("type", "") for c in status.get("conditions") or [] if c.get("status") == "True")
+    deleted = meta.get("deletionTimestamp")
     return ObservedPod(
         name=meta["name"], namespace=meta["namespace"], job=labels[LABEL_JOB],
         attempt=_count(labels.get(LABEL_ATTEMPT, 0)), rank=_count(labels[LABEL_RANK]), node=node_name,
-        phase=status.get("phase") or "Pending", ready=ready, deleting=bool(meta.get("deletionTimestamp")),
+        phase=status.get("phase") or "Pending", ready="Ready" in true, deleting=bool(deleted),
+        deleting_since=(_time(deleted) - timedelta(seconds=meta.get("deletionGracePeriodSeconds") or 0))
+        if deleted else None,
+        finished_at=_time(terminated["finishedAt"]) if terminated and terminated.get("finishedAt") else None,
+        conditions=true, progress=progress((meta.get("annotations") or {}).get(ANNOTATION_PROGRESS)),
         exit_code=terminated.get("exitCode") if terminated else None,
         reason=terminated.get("reason") if terminated else None,
         cards=sum(_count(v) for c in spec.get("containers") or []

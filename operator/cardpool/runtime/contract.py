@@ -31,6 +31,7 @@ class Contract:
     resume: Resume | None
     layout: list[dict]
     job_uid: str = ""
+    pod: str = ""
 
     @property
     def is_rank0(self) -> bool:
@@ -57,4 +58,5 @@ class Contract:
             coordinator=env.get("CARDPOOL_COORDINATOR", ""), accelerator=env.get("CARDPOOL_ACCELERATOR", ""),
             checkpoint_uri=env.get("CARDPOOL_CHECKPOINT_URI"),
             graceful_save_seconds=int(env.get("CARDPOOL_GRACEFUL_SAVE_SECONDS", "0")),
-            resume=resume, layout=json.loads(env.get("CARDPOOL_LAYOUT", "[]")), job_uid=env.get("CARDPOOL_JOB_UID", ""))
+            resume=resume, layout=json.loads(env.get("CARDPOOL_LAYOUT", "[]")), job_uid=env.get("CARDPOOL_JOB_UID", ""),
+            pod=env.get("CARDPOOL_POD", ""))

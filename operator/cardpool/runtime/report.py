@@ -1,5 +1,6 @@
 """Reporting to the operator: rank 0 creates a Checkpoint object once a save is complete. The training
-pod's ServiceAccount needs only create (and get) on checkpoints (manifests/operator/trainer-role.yaml)."""
+pod's ServiceAccount needs create (and get) on checkpoints, and patch on its own pod for progress
+(manifests/operator/trainer-role.yaml)."""
 
 from __future__ import annotations
 
@@ -15,17 +16,23 @@ def checkpoint_name(contract: Contract, step: int) -> str:
     return f"{contract.job}-a{contract.attempt}-s{step}"
 
 
+def api_client():
+    """In a pod: its ServiceAccount; elsewhere (tests, local runs): the kubeconfig."""
+    from kubernetes import client, config  # imported here: a trainer that never reports needs no client
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
 def report_checkpoint(contract: Contract, saved: Saved, api=None) -> str:
     """Create the Checkpoint for a complete save; repeating it is harmless. Returns its name."""
-    from kubernetes import client, config  # imported here: a trainer that never reports needs no client
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
-    if api is None:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-        api = client.ApiClient()
+    api = api or api_client()
     name = checkpoint_name(contract, saved.step)
     owner = ([{"apiVersion": API_VERSION, "kind": "TrainingJob", "name": contract.job, "uid": contract.job_uid}]
              if contract.job_uid else [])

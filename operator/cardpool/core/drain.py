@@ -1,0 +1,177 @@
+"""Draining faulty nodes, bounded so that a fault storm cannot empty a pool, and their return after probation.
+
+One pass over every node of every pool decides (nodes can match groups of several pools: the first pool by
+name owns a node's drain, so each node has one writer):
+- a faulty node without a drain record is drained (cordoned, tainted cardpool.io/drain:NoSchedule, its
+  other pods evicted) while its group has fewer than the cap drained; the rest wait ("held"), still faulty
+  for placement and for the jobs on them;
+- a drained node that is healthy again starts its probation; a fault during probation restarts it;
+- after probationSeconds of health the node is returned: taint and drain record removed, uncordoned if
+  cardpool cordoned it.
+The training pods on a faulty node are not touched here: their jobs restart as new attempts (lifecycle).
+Which other pods a drain evicts is a filter chain, as in kubectl drain: a decision and a reason per pod.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from cardpool.api.cardpool import CardPoolSpec, HealthPolicy, NodeGroup
+
+from .health import NodeHealth, classify
+from .observed import DrainRecord, ObservedNode
+
+
+def member_group(spec: CardPoolSpec, labels: dict[str, str]) -> NodeGroup | None:
+    """The first node group whose selector the labels match."""
+    return next((g for g in spec.node_groups if all(labels.get(k) == v for k, v in g.node_selector.items())), None)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAction:
+    node: str
+    kind: str
+    """Drain (cordon, taint, record), Record (update the drain record) or Return (undo the drain)."""
+    record: DrainRecord | None
+    """The drain record to write (None for Return)."""
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class NodeEvent:
+    node: str
+    type: str
+    reason: str
+    message: str
+    pool: str = ""
+    """Set for events about a pool (e.g. its drain cap)."""
+
+
+@dataclass
+class DrainPlan:
+    actions: list[NodeAction] = field(default_factory=list)
+    held: dict[str, str] = field(default_factory=dict)
+    """Faulty nodes not drained because their group is at its cap: node -> reason."""
+    events: list[NodeEvent] = field(default_factory=list)
+    health: dict[str, NodeHealth] = field(default_factory=dict)
+    """Every pool node's health as classified in this pass."""
+
+
+def drain_cap(policy: HealthPolicy, group_nodes: int) -> int:
+    """Most nodes of a group drained at once: maxDrainedPercent of its nodes, rounded down, at least one."""
+    return max(1, policy.max_drained_percent * group_nodes // 100)
+
+
+def owners(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode]) -> dict[str, tuple[str, NodeGroup]]:
+    """node -> (pool, group) of the first pool by name with a group selecting the node."""
+    out: dict[str, tuple[str, NodeGroup]] = {}
+    for name in sorted(pools):
+        for node in nodes:
+            if node.name not in out and (group := member_group(pools[name], node.labels)) is not None:
+                out[node.name] = (name, group)
+    return out
+
+
+def plan_drains(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode], now: datetime) -> DrainPlan:
+    plan = DrainPlan()
+    owner = owners(pools, nodes)
+    by_group: dict[tuple[str, str], list[ObservedNode]] = {}
+    for node in sorted(nodes, key=lambda n: n.name):
+        if node.name not in owner:
+            if node.drain is not None:  # its pool (or group) is gone: nothing decides about it any more
+                plan.actions.append(NodeAction(node.name, "Return", None, "no pool selects the node any more"))
+            continue
+        pool, group = owner[node.name]
+        by_group.setdefault((pool, group.name), []).append(node)
+    for (pool, group_name), members in by_group.items():
+        spec = pools[pool]
+        group = next(g for g in spec.node_groups if g.name == group_name)
+        policy = spec.health
+        cap = drain_cap(policy, len(members))
+        drained = sum(1 for n in members if n.drain is not None)
+        for node in members:
+            health = classify(node, group.accelerator.resource, group.accelerator.cards_per_node, policy)
+            plan.health[node.name] = health
+            record = node.drain
+            if record is None:
+                if health.healthy:
+                    continue
+                if drained < cap:
+                    drained += 1
+                    plan.actions.append(NodeAction(node.name, "Drain", DrainRecord(
+                        health.reason, now, cordoned=not node.unschedulable), health.message))
+                    plan.events.append(NodeEvent(node.name, "Warning", "NodeDrained",
+                                                 f"{health.message}; drained ({drained} of at most {cap} in "
+                                                 f"group {group_name})"))
+                else:
+                    plan.held[node.name] = health.reason
+                    plan.events.append(NodeEvent(node.name, "Warning", "DrainCapReached",
+                                                 f"{health.message}; not drained: {drained} of {len(members)} "
+                                                 f"nodes of group {group_name} are drained (cap {cap})", pool))
+            elif not health.healthy:
+                if record.healthy_since is not None:
+                    plan.actions.append(NodeAction(node.name, "Record", replace(record, healthy_since=None),
+                                                   f"{health.message}; probation starts again when it recovers"))
+            elif record.healthy_since is None:
+                plan.actions.append(NodeAction(node.name, "Record", replace(record, healthy_since=now),
+                                               f"node {node.name} is healthy again; probation of "
+                                               f"{policy.probation_seconds} s"))
+            elif now - record.healthy_since >= timedelta(seconds=policy.probation_seconds):
+                plan.actions.append(NodeAction(node.name, "Return", None,
+                                               f"node {node.name} stayed healthy for {policy.probation_seconds} s"))
+                plan.events.append(NodeEvent(node.name, "Normal", "NodeReturned",
+                                             f"node {node.name} passed probation and takes workers again"))
+    return plan
+
+
+@dataclass(frozen=True, slots=True)
+class PodOnNode:
+    """A pod on a node being drained, as the eviction filter sees it."""
+
+    name: str
+    namespace: str
+    owner_kinds: tuple[str, ...] = ()
+    mirror: bool = False
+    cardpool: bool = False
+    deleting: bool = False
+    phase: str = "Running"
+
+
+@dataclass(frozen=True, slots=True)
+class PodDecision:
+    pod: PodOnNode
+    evict: bool
+    reason: str
+
+
+def _daemonset(p: PodOnNode) -> str | None:
+    return "a DaemonSet pod: its controller would put it back" if "DaemonSet" in p.owner_kinds else None
+
+
+def _mirror(p: PodOnNode) -> str | None:
+    return "a static (mirror) pod: only its kubelet can remove it" if p.mirror else None
+
+
+def _cardpool(p: PodOnNode) -> str | None:
+    return "a cardpool worker: its job restarts it as a new attempt" if p.cardpool else None
+
+
+def _finished(p: PodOnNode) -> str | None:
+    return f"already {p.phase}" if p.phase in ("Succeeded", "Failed") else None
+
+
+def _deleting(p: PodOnNode) -> str | None:
+    return "already being deleted" if p.deleting else None
+
+
+SKIP_FILTERS = (_mirror, _daemonset, _cardpool, _finished, _deleting)
+
+
+def eviction_decisions(pods: list[PodOnNode]) -> list[PodDecision]:
+    """Which pods of a drained node to evict (through the Eviction API, so PodDisruptionBudgets hold)."""
+    out = []
+    for pod in sorted(pods, key=lambda p: (p.namespace, p.name)):
+        skip = next((why for f in SKIP_FILTERS if (why := f(pod))), None)
+        out.append(PodDecision(pod, skip is None, skip or "evicted to drain the node"))
+    return out

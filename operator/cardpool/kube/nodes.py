@@ -1,0 +1,141 @@
+"""Carry out a drain plan on the nodes: cordon and taint, evict the other pods, keep the drain record, undo it
+all after probation. Every write names the node's resourceVersion, so a change made meanwhile (the node
+controller's taints, an admin's cordon) is never overwritten: the write fails with 409 and the next pass
+decides again. Safe to repeat."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from cardpool.api.keys import ANNOTATION_DRAIN, TAINT_DRAIN
+from cardpool.core.drain import DrainPlan, NodeAction, eviction_decisions
+from cardpool.core.observed import ObservedNode
+
+from . import observe
+from .client import REQUEST_TIMEOUT, Kube
+
+log = logging.getLogger("cardpool.nodes")
+
+
+_held_reported: set[str] = set()
+"""Held nodes whose DrainCapReached event was posted (once per hold, not once per pass)."""
+
+
+def apply_drain_plan(kube: Kube, plan: DrainPlan, nodes: list[ObservedNode], now: datetime) -> None:
+    by_name = {n.name: n for n in nodes}
+    for action in plan.actions:
+        try:
+            _apply(kube, action, by_name[action.node].drain if action.node in by_name else None)
+        except ApiException as exc:
+            if exc.status not in (404, 409):  # gone, or changed since observed: the next pass decides again
+                log.exception("%s of node %s failed", action.kind, action.node)
+    for node in nodes:  # drained nodes whose other pods have not all gone yet
+        record = node.drain
+        if record is not None and not record.others_evicted and node.name not in _returned(plan):
+            try:
+                if evict_others(kube, node.name):
+                    _write(kube, node.name, {"metadata": {"annotations": {
+                        ANNOTATION_DRAIN: observe.drain_annotation(replace(record, others_evicted=True))}}})
+            except ApiException as exc:
+                if exc.status not in (404, 409):
+                    log.exception("evicting the pods of node %s failed", node.name)
+    for event in plan.events:
+        if event.reason == "DrainCapReached":
+            if event.node in _held_reported:
+                continue
+            _held_reported.add(event.node)
+        post_node_event(kube, event.node, event.pool, event.type, event.reason, event.message, now)
+    _held_reported.intersection_update(plan.held)
+
+
+def _returned(plan: DrainPlan) -> set[str]:
+    return {a.node for a in plan.actions if a.kind == "Return"}
+
+
+def _apply(kube: Kube, action: NodeAction, decided_on: object) -> None:
+    """`decided_on`: the drain record the decision saw; if the node now holds another one, the decision was
+    made on a stale view and the next pass decides again."""
+    current = kube.call(kube.core.read_node, action.node)
+    if observe.drain_record((current.metadata.annotations or {}).get(ANNOTATION_DRAIN), action.node) != decided_on:
+        return
+    taints = [t.to_dict() for t in current.spec.taints or []]
+    mine = [t for t in taints if t["key"] == TAINT_DRAIN]
+    others = [_wire(t) for t in taints if t["key"] != TAINT_DRAIN]
+    meta: dict[str, Any] = {"resourceVersion": current.metadata.resource_version}
+    if action.kind == "Return":
+        annotation = observe.drain_record((current.metadata.annotations or {}).get(ANNOTATION_DRAIN))
+        spec: dict[str, Any] = {"taints": others or None}
+        if annotation is not None and annotation.cordoned:
+            spec["unschedulable"] = None
+        body = {"metadata": {**meta, "annotations": {ANNOTATION_DRAIN: None}}, "spec": spec}
+        log.info("returning node %s: %s", action.node, action.message)
+    else:
+        assert action.record is not None
+        body = {"metadata": {**meta, "annotations": {ANNOTATION_DRAIN: observe.drain_annotation(action.record)}}}
+        if action.kind == "Drain" or not mine:  # the taint is put back if someone removed it
+            body["spec"] = {"taints": [*others, {"key": TAINT_DRAIN, "value": action.record.reason,
+                                                 "effect": "NoSchedule"}]}
+            if action.kind == "Drain" and action.record.cordoned:
+                body["spec"]["unschedulable"] = True
+        log.info("%s node %s: %s", "draining" if action.kind == "Drain" else "updating the drain of", action.node,
+                 action.message)
+    kube.call(kube.core.patch_node, action.node, body)
+
+
+def _wire(taint: dict) -> dict:
+    out = {"key": taint["key"], "effect": taint["effect"]}
+    if taint.get("value") is not None:
+        out["value"] = taint["value"]
+    if taint.get("time_added") is not None:
+        out["timeAdded"] = taint["time_added"].isoformat().replace("+00:00", "Z")
+    return out
+
+
+def _write(kube: Kube, node: str, body: dict) -> None:
+    kube.call(kube.core.patch_node, node, body)
+
+
+def evict_others(kube: Kube, node: str) -> bool:
+    """Evict the node's pods that a drain removes; True when none is left to evict. A PodDisruptionBudget that
+    forbids an eviction now (429) is honoured: the pod stays and the next pass asks again."""
+    pods = kube.call(kube.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}").items
+    done = True
+    for decision in eviction_decisions([observe.pod_on_node(kube.api.sanitize_for_serialization(p)) for p in pods]):
+        if not decision.evict:
+            continue
+        pod = decision.pod
+        body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace))
+        try:
+            # not kube.call: its retries would wait out a PodDisruptionBudget inside the pass
+            kube.core.create_namespaced_pod_eviction(pod.name, pod.namespace, body, _request_timeout=REQUEST_TIMEOUT)
+            log.info("evicted pod %s/%s from node %s", pod.namespace, pod.name, node)
+        except ApiException as exc:
+            if exc.status == 404:
+                continue
+            if exc.status == 429:
+                log.info("eviction of %s/%s waits for its PodDisruptionBudget", pod.namespace, pod.name)
+            else:
+                raise
+        done = False  # evicted pods are gone only once the next look shows it
+    return done
+
+
+def post_node_event(kube: Kube, node: str, pool: str, type_: str, reason: str, message: str, now: datetime) -> None:
+    """An event on the node, or on the pool when `pool` is set."""
+    involved = ({"apiVersion": "cardpool.io/v1alpha1", "kind": "CardPool", "name": pool} if pool
+                else {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node})
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = {"metadata": {"generateName": f"{pool or node}.", "namespace": "default"}, "involvedObject": involved,
+            "type": type_, "reason": reason, "message": message[:1024], "firstTimestamp": stamp,
+            "lastTimestamp": stamp, "count": 1, "source": {"component": "cardpool"},
+            "reportingComponent": "cardpool.io/operator"}
+    try:
+        kube.call(kube.core.create_namespaced_event, "default", body)
+    except ApiException as exc:
+        log.warning("could not post event %s for %s: %s", reason, pool or node, exc.reason)
