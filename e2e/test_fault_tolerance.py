@@ -288,12 +288,17 @@ def test_a_fault_storm_drains_no_more_than_the_cap_and_every_job_resumes_from_it
     assert h800["drainingNodes"] == 1
 
 
-def test_a_real_trainer_resumes_from_its_reported_checkpoint_at_the_new_world_size_after_a_node_fault(
-        kube: Kube, namespace: str, pool: str, broken: list[str], tmp_path: Path) -> None:
+def test_a_real_trainer_resumes_from_its_checkpoints_through_a_node_fault_and_growing_back(
+        kube: Kube, namespace: str, pool: str, broken: list[str], tmp_path: Path, operator: Any) -> None:
+    """The trainer (e2e/trainers/linear_regression.py) runs as local processes with each pod's env and a token
+    bound to its pod; it checkpoints to a local folder and reports over the API. Rank 0's node fails: the
+    job restarts on 2 workers from the last reported checkpoint. The node comes back: after probation the job
+    stops with a graceful save and restarts on 3 workers from that save, and ends with the model of an
+    uninterrupted run."""
     kube.run("apply", "-f", str(REPO / "manifests" / "operator" / "trainer-role.yaml"))
     kube.run("create", "rolebinding", "trainer", "--clusterrole", "cardpool-trainer", "--serviceaccount",
              f"{namespace}:default", "-n", namespace)
-    steps, ckpt = 80, tmp_path / "ckpt"
+    steps, ckpt = 250, tmp_path / "ckpt"
     trainer_env = [{"name": "TRAIN_STEPS", "value": str(steps)}, {"name": "TRAIN_STEP_SECONDS", "value": "0.15"},
                    {"name": "TRAIN_CHECKPOINT_EVERY", "value": "10"},
                    {"name": "CARDPOOL_PROGRESS_INTERVAL_SECONDS", "value": "1"}]
@@ -310,7 +315,8 @@ def test_a_real_trainer_resumes_from_its_reported_checkpoint_at_the_new_world_si
     configuration = kube.api.configuration
     with Runner(kube.core, namespace, runner_dir, configuration.host, configuration.ssl_ca_cert) as runner:
         job = submit(kube, namespace, pool, TORCH, **{
-            "spec.placement.accelerators": ["A100"], "spec.workers.size": {"min": 2, "max": 3},
+            "spec.placement.accelerators": ["A100"],
+            "spec.workers.size": {"min": 2, "max": 3, "growAfterSeconds": 2},
             "spec.workers.template": template, "spec.checkpoint": {"uri": ckpt.as_uri(), "gracefulSaveSeconds": 15},
             "spec.failurePolicy": {"progressTimeoutSeconds": 30}})
         wait_attempt(kube, namespace, job, 1)
@@ -326,19 +332,38 @@ def test_a_real_trainer_resumes_from_its_reported_checkpoint_at_the_new_world_si
         broken.append(victim)
         faults.make_node_not_ready(kube.core, victim)
         status = wait_attempt(kube, namespace, job, 2)
-        resume_step = status["history"][-1]["resumedFromStep"]
-        assert status["workers"] == 2 and resume_step and status["lastFailure"]["reason"] == "NodeNotReady"
+        assert status["workers"] == 2 and status["lastFailure"]["reason"] == "NodeNotReady"
+        resumed_at = status["history"][-1]["resumedFromStep"]
+
+        def force_removed() -> bool:
+            try:
+                pod = kube.core.read_namespaced_pod(f"{job}-a1-0", namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return True
+                raise
+            raise NotYet(f"pod {pod.metadata.name} deleting since {pod.metadata.deletion_timestamp}")
+
+        # rank 0's pod stays Terminating on the dead node (its kubelet never confirms): removed after 10 s
+        wait_for(f"the operator to force-remove {job}-a1-0", force_removed, timeout=TIMEOUT)
+        assert f"force-removing pod {namespace}/{job}-a1-0" in operator.log()
+        faults.make_node_ready(kube.core, victim)  # back after probation; then the job grows to 3
+        status = wait_attempt(kube, namespace, job, 3)
+        assert status["workers"] == 3 and status["restarts"]["scaling"] == 1
+        grown_at = status["history"][-1]["resumedFromStep"]
         status = wait_phase(kube, namespace, job, "Succeeded", timeout=120)
+        assert status["progress"]["totalSteps"] == steps
         assert not runner.errors
 
-        outputs = runner.outputs(f"{job}-a")
-        first = [json.loads(line) for pod, out in outputs if pod == f"{job}-a1-0" for line in out.splitlines()]
-        second = [json.loads(line) for pod, out in outputs if pod == f"{job}-a2-0" for line in out.splitlines()]
-        assert any(e["event"] == "checkpoint" and e["step"] == resume_step for e in first)
-        assert first[-1]["event"] in ("step", "checkpoint")  # killed with its node, no clean end
-        assert second[0] == {"event": "resumed", "step": resume_step, "from_world_size": 24, "world_size": 16}
-        assert second[1] == {"event": "step", "step": resume_step + 1}
-        assert second[-1]["event"] == "done" and second[-1]["step"] == steps
+        events = {pod: [json.loads(line) for line in out.splitlines()] for pod, out in runner.outputs(f"{job}-a")}
+    first, second, third = events[f"{job}-a1-0"], events[f"{job}-a2-0"], events[f"{job}-a3-0"]
+    assert any(e["event"] == "checkpoint" and e["step"] == resumed_at for e in first)  # reported by attempt 1
+    assert first[-1]["event"] in ("step", "checkpoint")  # killed with its node: no clean end
+    assert second[0] == {"event": "resumed", "step": resumed_at, "from_world_size": 24, "world_size": 16}
+    assert second[1] == {"event": "step", "step": resumed_at + 1}
+    assert second[-1]["event"] == "saved" and second[-1]["step"] == grown_at  # the graceful save on SIGTERM
+    assert third[0] == {"event": "resumed", "step": grown_at, "from_world_size": 16, "world_size": 24}
+    assert third[-1]["event"] == "done" and third[-1]["step"] == steps
 
     reference = subprocess.run(
         [sys.executable, str(REPO / "e2e" / "trainers" / "linear_regression.py")], capture_output=True, text=True,
@@ -348,5 +373,5 @@ def test_a_real_trainer_resumes_from_its_reported_checkpoint_at_the_new_world_si
                                       "CARDPOOL_WORLD_SIZE": "24",
                                       "CARDPOOL_CHECKPOINT_URI": (tmp_path / "ref").as_uri()})
     expected = json.loads(reference.stdout.splitlines()[-1])["w"]
-    np.testing.assert_allclose(second[-1]["w"], expected, rtol=1e-12, atol=1e-12)
-    assert re.fullmatch(r"file://.*/step-0+80", second[-1]["uri"])
+    np.testing.assert_allclose(third[-1]["w"], expected, rtol=1e-12, atol=1e-12)
+    assert re.fullmatch(rf"file://.*/step-0+{steps}", third[-1]["uri"])

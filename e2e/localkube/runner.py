@@ -76,11 +76,10 @@ class Runner:
             if (pod.metadata.annotations or {}).get(ANNOTATION) == "process" and pod.metadata.deletion_timestamp:
                 self._remove(pod)
 
-    def outputs(self, rank_pod_prefix: str) -> list[tuple[str, str]]:
-        """(pod, stdout) of every process whose pod name starts with the prefix, in start order."""
+    def outputs(self, pod_prefix: str) -> list[tuple[str, str]]:
+        """(pod, stdout) of every process whose pod name starts with the prefix."""
         every = {**self.finished, **self.runs}
-        return [(r.pod, r.output.read_text()) for r in sorted(every.values(), key=lambda r: r.output.stat().st_ctime)
-                if r.pod.startswith(rank_pod_prefix)]
+        return [(r.pod, r.output.read_text()) for r in every.values() if r.pod.startswith(pod_prefix)]
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -258,3 +258,23 @@ def test_a_job_below_its_size_grows_once_room_has_stayed_free_for_the_hysteresis
     no_checkpoint = spec.model_copy(update={"checkpoint": None})
     assert plan_job(job(seen, pods=two, spec=no_checkpoint), NOW + timedelta(seconds=60),
                     grow_to=4).status.phase == Phase.RUNNING
+
+
+def test_after_growing_the_next_attempt_waits_for_the_graceful_save_it_asked_for() -> None:
+    spec = SPEC.model_copy(deep=True)
+    spec.workers.size.min, spec.workers.size.grow_after_seconds = 2, 0
+    small = {**started(phase="Running"), "placement": [{"group": "h800", "accelerator": "H800", "workers": 2,
+                                                        "nodes": ["h800-0", "h800-1"]}],
+             "history": [{"attempt": 1, "workers": 2, "startTime": NOW.isoformat()}]}
+    stopped = plan_job(job(small, pods=[(1, 0, "Running"), (1, 1, "Running")], spec=spec), NOW, grow_to=4).status
+    assert stopped.history[-1].planned and stopped.phase == Phase.RESTARTING
+    gone = job(stopped.model_dump(by_alias=True, mode="json"), spec=spec)
+    assert not needs_placement(gone, NOW + timedelta(seconds=5))
+    waiting = plan_job(gone, NOW + timedelta(seconds=5), offer=OFFER)
+    assert waiting.status.attempt == 1 and not waiting.create
+    assert next(c for c in waiting.status.conditions if c.type == "Ready").reason == "WaitingForCheckpoint"
+    saved = with_checkpoints(gone, checkpoint("graceful", 1, 640))
+    placed = plan_job(saved, NOW + timedelta(seconds=6), offer=OFFER)
+    assert placed.status.attempt == 2 and placed.status.history[-1].resumed_from_step == 640
+    # a trainer that never reports: the wait ends after gracefulSaveSeconds (120 in the example)
+    assert needs_placement(gone, NOW + timedelta(seconds=120))

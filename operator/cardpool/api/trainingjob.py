@@ -372,7 +372,9 @@ class AttemptRecord(ApiModel):
     end_time: datetime | None = None
     """When it ended; unset while it runs."""
     end_reason: str | None = None
-    """Why it ended, e.g. NodeNotReady, ExitCode137, Hang, GrowToFit, Succeeded."""
+    """Why it ended, e.g. NodeNotReady, ExitCode137, Hang, GrowTo4, Succeeded."""
+    planned: bool = False
+    """Ended by cardpool on purpose (to grow): the next attempt waits for the graceful save it asked for."""
 
 
 class TrainingJobStatus(ApiModel):

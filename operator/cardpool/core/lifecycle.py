@@ -24,6 +24,7 @@ from cardpool.api.trainingjob import (
     GroupPlacement,
     Phase,
     Progress,
+    TrainingJobSpec,
     TrainingJobStatus,
 )
 
@@ -124,7 +125,22 @@ def needs_placement(job: ObservedJob, now: datetime, faulty_nodes: Mapping[str, 
         return False
     if blocking_pods(job, faulty_nodes):  # pods of an earlier attempt still hold cards (or are going away)
         return False
+    if awaiting_save(spec, status, now):
+        return False
     return status.not_before is None or status.not_before <= now
+
+
+def awaiting_save(spec: TrainingJobSpec, status: TrainingJobStatus, now: datetime) -> bool:
+    """After a planned stop, the next attempt waits for the graceful save of the stopped one to be recorded
+    (at most spec.checkpoint.gracefulSaveSeconds), so it resumes from where the stopped attempt was."""
+    checkpointing = spec.checkpoint
+    last = status.history[-1] if status.history else None
+    if checkpointing is None or last is None or not last.planned or last.end_time is None:
+        return False
+    saved = status.last_checkpoint
+    if saved is not None and saved.attempt == last.attempt and saved.time >= last.end_time:
+        return False
+    return now < last.end_time + timedelta(seconds=checkpointing.graceful_save_seconds)
 
 
 def rank_nodes(status: TrainingJobStatus) -> dict[int, tuple[str, str, str]]:
@@ -166,11 +182,12 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
                     if (p.rank not in current or current[p.rank] is not p) and not p.deleting]
     _take_progress(current.get(0), status, now)
 
-    def stop_attempt(why: str) -> None:
+    def stop_attempt(why: str, planned: bool = False) -> None:
         plan.delete += [p.name for p in current.values() if not p.deleting]
         if status.history and status.history[-1].attempt == status.attempt and status.history[-1].end_time is None:
             status.history[-1].end_time = now
             status.history[-1].end_reason = why
+            status.history[-1].planned = planned
         status.placement = []
         status.workers = 0
         status.world_size = 0
@@ -190,6 +207,10 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
             reason, message = "WaitingForPods", f"waiting for {len(waiting_for)} pods of earlier attempts to go"
             if phase == Phase.SUSPENDED:
                 phase = Phase.QUEUED
+        elif awaiting_save(spec, status, now):
+            reason = "WaitingForCheckpoint"
+            message = (f"waiting for the graceful save of attempt {status.attempt} to be reported (at most "
+                       f"{spec.checkpoint.graceful_save_seconds if spec.checkpoint else 0} s)")
         elif offer is not None:
             _start_attempt(job, status, offer, now, plan)
             phase, reason, message = Phase.STARTING, "GangPlaced", plan.events[-1].message
@@ -226,7 +247,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
                        f"{status.not_before.isoformat()}")
             plan.events.append(Event("Warning", "GangStartTimeout", message))
         elif len(running) == len(slots) and slots and _grow_now(job, status, len(slots), grow_to, now):
-            stop_attempt(f"GrowTo{grow_to}")
+            stop_attempt(f"GrowTo{grow_to}", planned=True)
             status.restarts.scaling += 1
             phase, reason = Phase.RESTARTING, "Growing"
             message = (f"room for {grow_to} workers has stayed free for {spec.workers.size.grow_after_seconds} s: "

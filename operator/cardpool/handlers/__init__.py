@@ -1,11 +1,13 @@
-"""kopf wiring only: indexes keep what is observed; one loop is the single writer for every pool.
+"""kopf wiring only: indexes keep what is observed; one loop is the single writer for every pool and node.
 
 kopf's timers and daemons put finalizers on the objects they serve, which would block deleting a
 TrainingJob or CardPool while the operator is down. So the pool loop is a task of the operator, not of an
-object: it wakes on every change of a pool or job (and at least every CARDPOOL_POOL_INTERVAL seconds),
-copies the indexes at one instant, and runs each pool's pass in a worker thread: observe ->
-cardpool.core.pool.reconcile_pool -> effects per job (status first, then children, then events) -> the
-pool's status. Only the replica holding the Lease acts.
+object: it wakes on every change of a pool, job, checkpoint or cardpool pod, on a node change the core can
+see (not its heartbeats), and at least every CARDPOOL_POOL_INTERVAL seconds; copies the indexes at one
+instant, and runs in a worker thread first the node pass (drains: cardpool.core.drain ->
+cardpool.kube.nodes), then each pool's pass: observe -> cardpool.core.pool.reconcile_pool -> effects per
+job (status first, then children, then events) -> the pool's status. Only the replica holding the Lease
+acts.
 
 Run with `kopf run --standalone --all-namespaces -m cardpool.handlers` (what `make operator` does).
 """
@@ -71,20 +73,19 @@ async def shutdown(**_: Any) -> None:
         await loop.run_in_executor(None, elector.stop)
 
 
-def _wake_on_change(kind: str, key: Any, value: Any) -> None:
-    """Start a pass when what the core sees of a node or pod changed (not on every heartbeat). Index handlers
-    run in kopf's worker threads, hence call_soon_threadsafe."""
-    seen: dict = state.setdefault(f"seen-{kind}", {})
-    if seen.get(key) != value:
-        seen[key] = value
-        if (loop := state.get("event-loop")) is not None:
-            loop.call_soon_threadsafe(state["wake"].set)
+def _wake() -> None:
+    """Start a pass soon. Index handlers run in kopf's worker threads, hence call_soon_threadsafe."""
+    if (loop := state.get("event-loop")) is not None:
+        loop.call_soon_threadsafe(state["wake"].set)
 
 
 @kopf.index("nodes")
 def nodes_index(body: kopf.Body, name: str, **_: Any) -> dict:
     node = observe.node(body)
-    _wake_on_change("nodes", name, node)
+    seen: dict = state.setdefault("seen-nodes", {})
+    if seen.get(name) != node:  # what the core sees changed: not on every status heartbeat
+        seen[name] = node
+        _wake()
     return {name: node}
 
 
@@ -92,7 +93,7 @@ def nodes_index(body: kopf.Body, name: str, **_: Any) -> dict:
 def pods_index(body: kopf.Body, **_: Any) -> dict:
     pod = observe.pod(body)
     if pod:
-        _wake_on_change("pods", (pod.namespace, pod.name), pod)
+        _wake()  # cardpool's own pods: their changes (phase, deletion) are what passes act on
     return {(pod.namespace, pod.job): pod} if pod else {}
 
 
