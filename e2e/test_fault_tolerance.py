@@ -147,9 +147,22 @@ def test_a_node_fault_drains_the_node_restarts_shrunk_from_the_checkpoint_and_gr
     healed = time.monotonic()
     wait_for(f"node {victim} to pass probation and be returned", lambda: returned(kube, victim), timeout=TIMEOUT)
     assert time.monotonic() - healed >= PROBATION_S - 1  # not before the probation (1 s of clock granularity)
+
+    def waiting_for_save() -> bool:
+        ready = next((c for c in get_job(kube, namespace, job)["status"]["conditions"] if c["type"] == "Ready"), {})
+        if ready.get("reason") != "WaitingForCheckpoint":
+            raise NotYet(f"{ready.get('reason')}: {ready.get('message')}")
+        return True
+
+    # growing stops attempt 2 with SIGTERM; the next attempt waits for the save a trainer makes then
+    wait_for("the job to stop attempt 2 and wait for its graceful save", waiting_for_save, timeout=TIMEOUT)
+    checkpoint(kube, namespace, job, 2, 150, 24)
     status = wait_attempt(kube, namespace, job, 3)
     assert status["workers"] == 4 and status["restarts"]["scaling"] == 1
-    assert status["history"][1]["endReason"] == "GrowTo4"
+    assert status["history"][1]["endReason"] == "GrowTo4" and status["history"][2]["resumedFromStep"] == 150
+    env = env_of(next(p for p in pods_of(kube, namespace, job) if p.metadata.labels["cardpool.io/attempt"] == "3"))
+    assert (env["CARDPOOL_RESUME_STEP"], env["CARDPOOL_RESUME_WORLD_SIZE"], env["CARDPOOL_WORLD_SIZE"]) == (
+        "150", "24", "32")
     reasons = [e.reason for e in kube.core.list_namespaced_event(
         namespace, field_selector=f"involvedObject.name={job}").items]
     assert {"NodeNotReady", "Resized", "Growing", "GangPlaced"} <= set(reasons)
