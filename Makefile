@@ -54,6 +54,7 @@ bench: deps venv binaries
 	$(PY) -m cardpool.bench planner
 	$(PY) -m cardpool.bench start
 	$(PY) -m cardpool.bench recovery
+	$(PY) -m cardpool.bench defrag
 	$(PY) -m localkube bench
 
 kubeconfig:

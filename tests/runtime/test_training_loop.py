@@ -47,7 +47,7 @@ def test_save_kill_and_resume_at_another_world_size_matches_an_uninterrupted_run
     first.send_signal(signal.SIGTERM)  # a planned disruption: save at the next step boundary and exit
     rest = events(first)
     saved = rest[-1]
-    assert saved["event"] == "saved" and 10 < saved["step"] < 40
+    assert saved["event"] == "saved" and 10 <= saved["step"] < 40  # the step it was at, or the next
 
     resumed = events(subprocess.Popen(
         [sys.executable, str(TRAINER)], env=contract(2, tmp_path / "ckpt", CARDPOOL_RESUME_URI=saved["uri"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -165,7 +166,10 @@ class DefragmentationPolicy(ApiModel):
     """Elastic: only jobs with min < max size may be moved; All: any job with a checkpoint. Jobs with
     spec.placement.allowMigration false are never moved."""
     compaction_threshold_percent: int = Field(40, ge=0, le=100)
-    """Background compaction starts when a group's fragmentation stays above this percentage."""
+    """Background compaction (moves that free a whole node while no gang waits) starts when a group's
+    fragmentation has stayed above this percentage for compactionAfterSeconds."""
+    compaction_after_seconds: int = Field(600, ge=0, le=86400)
+    """How long fragmentation must stay above the threshold before compaction moves anything."""
 
 
 class CardPoolSpec(ApiModel):
@@ -203,6 +207,44 @@ class GroupStatus(ApiModel):
     """Most free cards on one node: the largest worker that could start now."""
     fragmentation_percent: int = Field(0, ge=0, le=100)
     """Share of free cards that cannot host a full-node worker."""
+    fragmented_since: datetime | None = None
+    """Since when fragmentation has been above spec.defragmentation.compactionThresholdPercent."""
+
+
+class Migration(ApiModel):
+    """A job moved by defragmentation."""
+
+    job: str
+    """namespace/name of the moved job."""
+    made_room_for: str = ""
+    """namespace/name of the gang it made room for; empty for background compaction."""
+    time: datetime
+    """When the move started (the job was asked to save and stop)."""
+    from_nodes: list[str] = Field(default_factory=list)
+    """Nodes it left."""
+    to_nodes: list[str] = Field(default_factory=list)
+    """Nodes the plan found for it (the queue places it again; it may land elsewhere if the pool changed)."""
+    lost_card_seconds: int = Field(0, ge=0)
+    """Cards x seconds since its last checkpoint when it was moved: what the move could lose."""
+
+
+class DefragmentationStatus(ApiModel):
+    """What defragmentation is doing in this pool."""
+
+    target: str | None = None
+    """The gang the moves in flight make room for (namespace/name, or compaction/<group>)."""
+    since: datetime | None = None
+    """When those moves started."""
+    fragmentation_before_percent: int | None = Field(None, ge=0, le=100)
+    """The pool's fragmentation when they started."""
+    fragmentation_after_percent: int | None = Field(None, ge=0, le=100)
+    """The pool's fragmentation once the target started (the latest defragmentation)."""
+    planned: list[str] = Field(default_factory=list)
+    """Dry run: the moves that would be made now, as "<job> -> <nodes>"."""
+    waiting: str = ""
+    """Why a plan found is not being carried out (budget), if so."""
+    migrations: list[Migration] = Field(default_factory=list, max_length=50)
+    """Moves of the last hour (and at least the latest), oldest first."""
 
 
 class CardPoolStatus(ApiModel):
@@ -226,6 +268,7 @@ class CardPoolStatus(ApiModel):
     """Cards lost to faults and drains."""
     fragmentation_percent: int = Field(0, ge=0, le=100)
     """Share of the pool's free cards that cannot host a full-node worker."""
+    defragmentation: DefragmentationStatus | None = None
 
 
 class CardPool(ApiModel):

@@ -3,6 +3,10 @@
 `start` (cardpool.bench.start): gang start time on a real local cluster against an Indexed Job.
 `recovery` (cardpool.bench.recovery): from a node fault under a running gang to the new attempt running,
 and the operator's share of it: {"total_s": .., "operator_s": ..}.
+`defrag`: {"plan_ms": .., "big_job_delay_s": {"with_defrag": .., "without_defrag": ..}}: median time to plan
+the moves that let a blocked 8-node gang start on 1,000 nodes carrying 400 running jobs, and the mean
+queueing delay of big jobs in the simulator (the "mixed" workload of `planner`) with and without
+defragmentation.
 `planner`:
 
 Prints progress lines, then one JSON object as the last line:
@@ -25,10 +29,11 @@ import sys
 import time
 from dataclasses import replace
 
+from cardpool.core.defrag import Movable, plan_defrag
 from cardpool.core.queue import schedule
 from cardpool.core.snapshot import JobRequest, Snapshot
 from cardpool.sim.engine import simulate
-from cardpool.sim.policies import POLICIES
+from cardpool.sim.policies import POLICIES, CardpoolDefragPolicy, CardpoolPolicy
 from cardpool.sim.workload import EPOCH, busy_fleet, fleet, workload
 
 
@@ -97,9 +102,44 @@ def policies(seeds: list[int], jobs: int, node_count: int) -> dict:
     return out
 
 
+def defrag(repeats: int, seeds: list[int], jobs: int) -> dict:
+    pool = _pool(1000, running=400, seed=3)
+    gang = JobRequest(key="bench/gang", cards_per_worker=8, min_workers=8, max_workers=8, accelerators=("H800",),
+                      submitted=EPOCH)
+    pool = replace(pool, pending=(gang,))
+    blocked = schedule(pool)
+    assert not blocked.admitted, "the gang must be blocked for the benchmark to mean anything"
+    movable = [Movable(JobRequest(key=a.job, cards_per_worker=a.workers[0].cards, min_workers=1,
+                                  max_workers=a.size, accelerators=(a.workers[0].model,)),
+                       a.size, float(sum(w.cards for w in a.workers) * (i % 7) * 300))
+               for i, a in enumerate(pool.allocations)]
+    plan = plan_defrag(pool, gang, movable)
+    ms = _median_ms(lambda: plan_defrag(pool, gang, movable), repeats)
+    print(f"defrag plan, 1000 nodes, 400 running jobs, 8-node gang: {ms} ms "
+          f"({len(plan.moves) if plan else 'no'} moves)", file=sys.stderr)
+    nodes, groups = fleet(128)
+    shape = WORKLOADS["mixed"]
+    runs = {name: [simulate(policy(), nodes, groups, workload(seed, nodes, jobs=jobs, **shape)) for seed in seeds]
+            for name, policy in (("without_defrag", CardpoolPolicy), ("with_defrag", CardpoolDefragPolicy))}
+    for name, results in runs.items():
+        print(f"mixed workload, {name}: big-job delay "
+              f"{statistics.mean(r.big_job_delay_s for r in results):.0f} s, utilisation "
+              f"{statistics.mean(r.utilisation for r in results):.3f}, moves {sum(r.moves for r in results)}",
+              file=sys.stderr)
+    return {"plan_ms": ms,
+            "big_job_delay_s": {k: round(statistics.mean(r.big_job_delay_s for r in v), 1) for k, v in runs.items()},
+            "utilisation": {k: round(statistics.mean(r.utilisation for r in v), 4) for k, v in runs.items()},
+            "mean_delay_s": {k: round(statistics.mean(r.mean_delay_s for r in v), 1) for k, v in runs.items()},
+            "moves": sum(r.moves for r in runs["with_defrag"]),
+            "per_seed_big_job_delay_s": {k: [round(r.big_job_delay_s, 1) for r in v] for k, v in runs.items()},
+            "setup": {"plan_nodes": 1000, "plan_running_jobs": 400, "plan_moves": len(plan.moves) if plan else 0,
+                      "sim_nodes": 128, "sim_jobs": jobs, "seeds": seeds, "workload": shape,
+                      "moves_per_hour": CardpoolDefragPolicy().moves_per_hour}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cardpool.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["planner", "start", "recovery"])
+    parser.add_argument("what", choices=["planner", "start", "recovery", "defrag"])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and seeds (a smoke run)")
     parser.add_argument("--fleet", default="bench64.yaml", help="start, recovery: fleet file in e2e/fleets")
     args = parser.parse_args(argv)
@@ -110,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(run(repeats=1 if args.quick else 3, fleet_file=args.fleet)))
         return 0
     repeats, seeds, jobs = (3, [1], 300) if args.quick else (21, [1, 2, 3], 1500)
+    if args.what == "defrag":
+        print(json.dumps(defrag(repeats, seeds, jobs)))
+        return 0
     result: dict = {"place_ms": place_ms(repeats), "replan_ms": replan_ms(max(repeats // 3, 3))}
     sim = policies(seeds, jobs, node_count=128)
     headline = ("utilisation", "big_job_delay_s", "fragmentation", "mean_delay_s")

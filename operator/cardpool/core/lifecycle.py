@@ -44,6 +44,7 @@ def pod_name(job: str, attempt: int, rank: int) -> str:
 
 
 HISTORY = 20
+MIGRATED = "Migrated"
 BACKOFF_BASE_S = 10
 BACKOFF_MAX_S = 600
 
@@ -165,9 +166,11 @@ def record(placement: Placement) -> list[GroupPlacement]:
 
 
 def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, waiting: Waiting | None = None,
-             faulty_nodes: Mapping[str, str] = _NONE, grow_to: int | None = None) -> JobPlan:
+             faulty_nodes: Mapping[str, str] = _NONE, grow_to: int | None = None,
+             migrate: str | None = None) -> JobPlan:
     """`faulty_nodes`: node -> fault reason. `grow_to`: the size the job could restart at now, when the pool
-    pass found room for more than it runs with (see core.pool)."""
+    pass found room for more than it runs with (see core.pool). `migrate`: defragmentation moves the job
+    (why, see core.migrations)."""
     spec = job.spec
     old = job.status
     status = old.model_copy(deep=True)
@@ -246,6 +249,12 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
                        f"({len(running)} of {len(slots)} workers running); rolled back, placed again after "
                        f"{status.not_before.isoformat()}")
             plan.events.append(Event("Warning", "GangStartTimeout", message))
+        elif migrate is not None and len(running) == len(slots) and slots:
+            stop_attempt(MIGRATED, planned=True)
+            status.restarts.uncounted += 1
+            phase, reason = Phase.RESTARTING, "Migrating"
+            message = f"attempt {status.attempt} stops with a graceful save: {migrate}"
+            plan.events.append(Event("Normal", "Migrating", message))
         elif len(running) == len(slots) and slots and _grow_now(job, status, len(slots), grow_to, now):
             stop_attempt(f"GrowTo{grow_to}", planned=True)
             status.restarts.scaling += 1

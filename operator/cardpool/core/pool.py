@@ -17,6 +17,7 @@ from cardpool.api.trainingjob import Phase
 from .drain import member_group
 from .health import classify
 from .lifecycle import JobPlan, needs_placement, plan_job, rank_nodes
+from .migrations import active_target, decide_defrag
 from .observed import ObservedJob, ObservedNode, ObservedPod
 from .queue import QueuePlan, schedule
 from .sizing import resize
@@ -30,6 +31,8 @@ class PoolPlan:
     queue: QueuePlan
     faulty_nodes: dict[str, str] = field(default_factory=dict)
     """node -> reason, for nodes of the pool classified unhealthy."""
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    """Events on the pool: (type, reason, message)."""
 
 
 def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[ObservedJob], now: datetime,
@@ -98,21 +101,39 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
         for node, _, _ in rank_nodes(job.status).values():
             if node not in known:
                 faulty.setdefault(node, "NodeMissing")
-    queue = schedule(snapshot)
-    offers = {p.job: p for p in queue.admitted}
-    waits = {w.job: w for w in queue.waiting}
-    growth = room_to_grow(snapshot, queue, jobs)
-    plans = [plan_job(job, now, offers.get(job.key), waits.get(job.key), faulty, growth.get(job.key))
-             for job in jobs]
-    stuck = timedelta(seconds=spec.health.stuck_terminating_seconds)
-    for job, job_plan in zip(jobs, plans, strict=True):
-        job_plan.force_delete = [p.name for p in job.pods if p.deleting and p.node in faulty
-                                 and p.deleting_since is not None and now - p.deleting_since >= stuck]
+    earlier = previous.defragmentation if previous else None
+    queue = schedule(snapshot, first=active_target(earlier, jobs, now))
+    frag_since = fragmented_since(spec, previous, queue, now)
     drained: dict[str, int] = {}
     for node in nodes:
         if node.drain is not None and (group := member_group(spec, node.labels)) is not None:
             drained[group.name] = drained.get(group.name, 0) + 1
-    return PoolPlan(plans, pool_status(spec, generation, previous, snapshot, queue, now, drained), queue, faulty)
+    status = pool_status(spec, generation, previous, snapshot, queue, now, drained, frag_since)
+    defrag = decide_defrag(spec.defragmentation, earlier, snapshot, queue, jobs, frag_since,
+                           status.fragmentation_percent, now, request)
+    status.defragmentation = defrag.status
+    offers = {p.job: p for p in queue.admitted}
+    waits = {w.job: w for w in queue.waiting}
+    growth = room_to_grow(snapshot, queue, jobs) if not defrag.migrate else {}
+    plans = [plan_job(job, now, offers.get(job.key), waits.get(job.key), faulty, growth.get(job.key),
+                      defrag.migrate.get(job.key)) for job in jobs]
+    stuck = timedelta(seconds=spec.health.stuck_terminating_seconds)
+    for job, job_plan in zip(jobs, plans, strict=True):
+        job_plan.force_delete = [p.name for p in job.pods if p.deleting and p.node in faulty
+                                 and p.deleting_since is not None and now - p.deleting_since >= stuck]
+    return PoolPlan(plans, status, queue, faulty, defrag.events)
+
+
+def fragmented_since(spec: CardPoolSpec, previous: CardPoolStatus | None, queue: QueuePlan,
+                     now: datetime) -> dict[str, datetime | None]:
+    """Per group: since when its fragmentation has been above the compaction threshold (None: it is not)."""
+    before = {g.name: g.fragmented_since for g in previous.groups} if previous else {}
+    out: dict[str, datetime | None] = {}
+    for g in spec.node_groups:
+        figures = queue.fragmentation.get(g.name)
+        above = figures is not None and figures.percent > spec.defragmentation.compaction_threshold_percent
+        out[g.name] = (before.get(g.name) or now) if above else None
+    return out
 
 
 def room_to_grow(snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob]) -> dict[str, int]:
@@ -132,7 +153,8 @@ def room_to_grow(snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob]) 
 
 
 def pool_status(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None, snapshot: Snapshot,
-                queue: QueuePlan, now: datetime, drained: dict[str, int] | None = None) -> CardPoolStatus:
+                queue: QueuePlan, now: datetime, drained: dict[str, int] | None = None,
+                frag_since: dict[str, datetime | None] | None = None) -> CardPoolStatus:
     used, free_now = snapshot.used(), snapshot.free()
     groups = []
     for g in spec.node_groups:
@@ -147,7 +169,8 @@ def pool_status(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | 
             allocated_cards=allocated, free_cards=free, unhealthy_cards=cards - healthy,
             draining_nodes=(drained or {}).get(g.name, 0),
             largest_free_block=frag.largest_free_block if frag else 0,
-            fragmentation_percent=frag.percent if frag else 0))
+            fragmentation_percent=frag.percent if frag else 0,
+            fragmented_since=(frag_since or {}).get(g.name)))
     free_total = sum(g.free_cards for g in groups)
     whole = sum(f.largest_gang_cards for f in queue.fragmentation.values())
     empty_groups = [g.name for g in groups if g.nodes == 0]

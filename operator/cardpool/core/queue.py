@@ -40,19 +40,20 @@ class QueuePlan:
     fragmentation: dict[str, GroupFragmentation]
 
 
-def queue_order(jobs: tuple[JobRequest, ...] | list[JobRequest]) -> list[JobRequest]:
-    return sorted(jobs, key=lambda j: (-j.priority, j.submitted or _EPOCH, j.key))
+def queue_order(jobs: tuple[JobRequest, ...] | list[JobRequest], first: str | None = None) -> list[JobRequest]:
+    return sorted(jobs, key=lambda j: (j.key != first, -j.priority, j.submitted or _EPOCH, j.key))
 
 
-def schedule(snapshot: Snapshot) -> QueuePlan:
-    """Place the pending jobs of `snapshot` on its free cards, in queue order, with one reservation."""
+def schedule(snapshot: Snapshot, first: str | None = None) -> QueuePlan:
+    """Place the pending jobs of `snapshot` on its free cards, in queue order, with one reservation.
+    `first`: a job placed before all others (the target of a defragmentation in flight)."""
     ledger = Ledger(snapshot, snapshot.free())
     rates = throughputs(snapshot)
     admitted: list[Placement] = []
     waiting: list[Waiting] = []
     reservation: Placement | None = None
     empty: Ledger | None = None  # the pool as if every pod had left, to tell "later" from "never"
-    for job in queue_order(snapshot.pending):
+    for job in queue_order(snapshot.pending, first):
         placement = place(job, ledger, rates)
         if placement is not None:
             ledger.commit(placement)

@@ -230,6 +230,8 @@ def pool_pass(name: str, body: dict, observed: Observations, now: datetime) -> N
             for slot in job_plan.create)
     if elector.leading:
         effects.apply_pool_status(kube, name, plan.status, previous)
+        for type_, reason, message in plan.events:  # after the status that records them
+            node_effects.post_node_event(kube, "", name, type_, reason, message, now)
 
 
 def _version(meta: dict) -> int:

@@ -19,6 +19,8 @@ from .workload import SimJob
 
 TICK = 300.0
 HOUR = 3600.0
+MIGRATION_COST_S = 120.0
+"""A moved job's graceful save and restart: time it does not train."""
 
 
 @dataclass
@@ -34,12 +36,14 @@ class SimResult:
     fragmentation_hourly: list[float] = field(default_factory=list)
     unfinished: int = 0
     decisions: int = 0
+    moves: int = 0
+    """Jobs moved by defragmentation."""
 
     def figures(self) -> dict:
         return {"utilisation": round(self.utilisation, 4), "big_job_delay_s": round(self.big_job_delay_s, 1),
                 "mean_delay_s": round(self.mean_delay_s, 1), "fragmentation": round(self.fragmentation, 4),
                 "fragmentation_hourly": [round(f, 3) for f in self.fragmentation_hourly],
-                "unfinished": self.unfinished}
+                "unfinished": self.unfinished, "moves": self.moves}
 
 
 def simulate(policy, nodes: tuple[Node, ...], groups: tuple[Group, ...], jobs: list[SimJob],
@@ -53,6 +57,9 @@ def simulate(policy, nodes: tuple[Node, ...], groups: tuple[Group, ...], jobs: l
     seq = len(events)
     pending: dict[str, SimJob] = {}
     running: dict[str, Placement] = {}
+    started_at: dict[str, float] = {}
+    finish_at: dict[str, float] = {}
+    moves = 0
     holding: dict[str, tuple] = {}
     delays: dict[str, float] = {}
     now = busy = frag = 0.0
@@ -72,19 +79,29 @@ def simulate(policy, nodes: tuple[Node, ...], groups: tuple[Group, ...], jobs: l
             _, _, kind, key = heapq.heappop(events)
             if kind == "arrive":
                 pending[key] = by_key[key]
-            elif kind == "finish":
+            elif kind == "finish" and finish_at.get(key) == now:  # else: moved since, it ends later
                 del running[key]
+                del finish_at[key]
         snapshot = Snapshot(nodes=nodes, groups=groups,
                             allocations=tuple(Allocation(k, p.workers) for k, p in running.items())
                             + tuple(Allocation(k, w) for k, w in holding.items()),
                             pending=tuple(j.request for j in pending.values()))
-        decision = policy.decide(snapshot, now)
+        decision = policy.decide(snapshot, now, {k: (by_key[k].request, started_at[k]) for k in running})
         decisions += 1
         holding = dict(decision.holding)
+        for key, placement in decision.moves.items():  # moved: paused for the move, maybe smaller
+            left = (finish_at[key] - now) * running[key].size / placement.size
+            running[key] = placement
+            finish_at[key] = now + left + MIGRATION_COST_S
+            heapq.heappush(events, (finish_at[key], seq, "finish", key))
+            seq += 1
+            moves += 1
         for placement in decision.start:
             job = pending.pop(placement.job)
             running[placement.job] = placement
+            started_at[placement.job] = now
             delays[placement.job] = now - job.arrival
+            finish_at[placement.job] = now + job.duration
             heapq.heappush(events, (now + job.duration, seq, "finish", placement.job))
             seq += 1
         if pending and next_tick <= now:  # waiting jobs get looked at again even when nothing happens
@@ -99,7 +116,7 @@ def simulate(policy, nodes: tuple[Node, ...], groups: tuple[Group, ...], jobs: l
     return SimResult(policy=policy.name, utilisation=busy_area / (total_cards * (window - begin)),
                      big_job_delay_s=sum(big) / len(big) if big else 0.0, mean_delay_s=sum(every) / len(every),
                      fragmentation=frag_area / (window - begin), fragmentation_hourly=hourly,
-                     unfinished=len(pending), decisions=decisions)
+                     unfinished=len(pending), decisions=decisions, moves=moves)
 
 
 def _pool_fragmentation(snapshot: Snapshot, running: dict[str, Placement], holding: dict[str, tuple]) -> float:
