@@ -118,3 +118,19 @@ def test_compaction_carves_out_a_node_once_fragmentation_has_lasted(fragmented_f
     if moves:
         assert plan.status.defragmentation.target == "compaction/h800"
         assert plan.status.defragmentation.migrations[0].made_room_for == ""
+
+
+def test_a_job_whose_pods_a_disruption_budget_protects_is_not_moved() -> None:
+    from cardpool.core.observed import ObservedBudget
+
+    labelled = [replace(j, pods=tuple(replace(p, labels=(("cardpool.io/job", j.name), ("team", "x")))
+                                      for p in j.pods)) for j in FRAGMENTED]
+    guard_s0 = ObservedBudget("ns", {"team": "x"}, (("cardpool.io/job", "In", ("s0",)),), 0)
+    plan = reconcile_pool(pool(), 1, None, NODES, [*labelled, gang()], NOW, budgets=(guard_s0,))
+    assert [p.job for p in plan.jobs if p.status.phase == Phase.RESTARTING] == ["ns/s1"]  # next least lost work
+    allows_one = replace(guard_s0, disruptions_allowed=1)
+    plan = reconcile_pool(pool(), 1, None, NODES, [*labelled, gang()], NOW, budgets=(allows_one,))
+    assert [p.job for p in plan.jobs if p.status.phase == Phase.RESTARTING] == ["ns/s0"]
+    elsewhere = replace(guard_s0, namespace="other")
+    plan = reconcile_pool(pool(), 1, None, NODES, [*labelled, gang()], NOW, budgets=(elsewhere,))
+    assert [p.job for p in plan.jobs if p.status.phase == Phase.RESTARTING] == ["ns/s0"]

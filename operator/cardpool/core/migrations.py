@@ -4,6 +4,7 @@
   defragmentation is enabled and no earlier defragmentation is still in flight. Movable: running jobs that
   checkpoint, allow migration (spec.placement.allowMigration), and are elastic when the pool moves only
   elastic jobs.
+- Jobs whose pods a PodDisruptionBudget protects (fewer disruptions allowed than the job has pods) stay.
 - With no gang blocked, background compaction carves out one more whole node in a group whose
   fragmentation has stayed above the threshold for compactionAfterSeconds.
 - A plan is carried out only within the budget: moves in the last hour below maxMigrationsPerHour, moves in
@@ -29,7 +30,7 @@ from cardpool.api.trainingjob import Phase
 
 from .defrag import DefragPlan, Movable, plan_defrag
 from .lifecycle import MIGRATED
-from .observed import ObservedJob
+from .observed import ObservedBudget, ObservedJob
 from .queue import QueuePlan
 from .snapshot import JobRequest, Snapshot
 
@@ -68,12 +69,14 @@ def in_flight(jobs: list[ObservedJob]) -> list[str]:
 
 
 def movable(policy: DefragmentationPolicy, jobs: list[ObservedJob], snapshot: Snapshot, now: datetime,
-            request) -> list[Movable]:
+            request, budgets: tuple[ObservedBudget, ...] = ()) -> list[Movable]:
     out = []
     held = {a.job: sum(w.cards for w in a.workers) for a in snapshot.allocations}
     for job in jobs:
         spec, status = job.spec, job.status
         if status.phase != Phase.RUNNING or not spec.placement.allow_migration or spec.checkpoint is None:
+            continue
+        if _budget_forbids(job, budgets):
             continue
         if policy.movable_jobs == MovableJobs.ELASTIC and spec.workers.size.min >= spec.workers.size.max:
             continue
@@ -83,9 +86,19 @@ def movable(policy: DefragmentationPolicy, jobs: list[ObservedJob], snapshot: Sn
     return out
 
 
+def _budget_forbids(job: ObservedJob, budgets: tuple[ObservedBudget, ...]) -> bool:
+    """A move stops every pod of the job: a PodDisruptionBudget over them that allows fewer disruptions
+    than that forbids the move (a voluntary disruption, as a drain's eviction would be)."""
+    labels = [{**((job.spec.workers.template.get("metadata") or {}).get("labels") or {}), **dict(p.labels)}
+              for p in job.pods]
+    return any(b.namespace == job.namespace and b.disruptions_allowed < sum(b.selects(lb) for lb in labels)
+               for b in budgets)
+
+
 def decide_defrag(policy: DefragmentationPolicy, previous: DefragmentationStatus | None, snapshot: Snapshot,
                   queue: QueuePlan, jobs: list[ObservedJob], fragmented_since: dict[str, datetime | None],
-                  pool_fragmentation: int, now: datetime, request) -> DefragDecision:
+                  pool_fragmentation: int, now: datetime, request,
+                  budgets: tuple[ObservedBudget, ...] = ()) -> DefragDecision:
     """`request`: ObservedJob -> JobRequest (core.pool.request). `fragmented_since`: per group."""
     if not policy.enabled:
         return DefragDecision(None)
@@ -101,7 +114,7 @@ def decide_defrag(policy: DefragmentationPolicy, previous: DefragmentationStatus
         status.target = status.since = None
     if target is not None:
         return decision  # one defragmentation at a time
-    plan = _plan(policy, snapshot, queue, jobs, fragmented_since, now, request)
+    plan = _plan(policy, snapshot, queue, jobs, fragmented_since, now, request, budgets)
     if plan is None or not plan.moves:
         return decision
     moves = "; ".join(f"{m.job} -> {','.join(sorted(m.to.cards_on()))}" for m in plan.moves)
@@ -136,8 +149,9 @@ def decide_defrag(policy: DefragmentationPolicy, previous: DefragmentationStatus
 
 
 def _plan(policy: DefragmentationPolicy, snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob],
-          fragmented_since: dict[str, datetime | None], now: datetime, request) -> DefragPlan | None:
-    candidates = movable(policy, jobs, snapshot, now, request)
+          fragmented_since: dict[str, datetime | None], now: datetime, request,
+          budgets: tuple[ObservedBudget, ...]) -> DefragPlan | None:
+    candidates = movable(policy, jobs, snapshot, now, request, budgets)
     if queue.reservation is not None:
         head = next((r for r in snapshot.pending if r.key == queue.reservation.job), None)
         return plan_defrag(snapshot, head, candidates) if head is not None else None

@@ -71,6 +71,7 @@ class ObservedPod:
     """Pod condition types that are True, e.g. DisruptionTarget."""
     progress: ObservedProgress | None = None
     """The latest progress report it carries (rank 0)."""
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +105,25 @@ class ObservedJob:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedBudget:
+    """A PodDisruptionBudget: which pods it covers and how many of them may go now."""
+
+    namespace: str
+    match_labels: dict[str, str]
+    match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...]
+    """(key, operator, values)."""
+    disruptions_allowed: int
+
+    def selects(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for key, op, values in self.match_expressions:
+            present = key in labels
+            if (op == "In" and not (present and labels[key] in values)) or (
+                    op == "NotIn" and present and labels[key] in values) or (
+                    op == "Exists" and not present) or (op == "DoesNotExist" and present):
+                return False
+        return True

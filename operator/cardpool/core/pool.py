@@ -18,7 +18,7 @@ from .drain import member_group
 from .health import classify
 from .lifecycle import JobPlan, needs_placement, plan_job, rank_nodes
 from .migrations import active_target, decide_defrag
-from .observed import ObservedJob, ObservedNode, ObservedPod
+from .observed import ObservedBudget, ObservedJob, ObservedNode, ObservedPod
 from .queue import QueuePlan, schedule
 from .sizing import resize
 from .snapshot import Allocation, Group, JobRequest, Node, Snapshot, Worker
@@ -94,7 +94,8 @@ def request(job: ObservedJob) -> JobRequest:
 
 def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None,
                    nodes: list[ObservedNode], jobs: list[ObservedJob], now: datetime,
-                   other_pods: tuple[ObservedPod, ...] = ()) -> PoolPlan:
+                   other_pods: tuple[ObservedPod, ...] = (), budgets: tuple[ObservedBudget, ...] = ()) -> PoolPlan:
+    """`budgets`: PodDisruptionBudgets, which defragmentation respects."""
     snapshot, faulty = build_snapshot(spec, nodes, jobs, now, other_pods)
     known = {n.name for n in snapshot.nodes}
     for job in jobs:  # a recorded node that left the pool (deleted, relabelled) is as good as faulty
@@ -110,7 +111,7 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
             drained[group.name] = drained.get(group.name, 0) + 1
     status = pool_status(spec, generation, previous, snapshot, queue, now, drained, frag_since)
     defrag = decide_defrag(spec.defragmentation, earlier, snapshot, queue, jobs, frag_since,
-                           status.fragmentation_percent, now, request)
+                           status.fragmentation_percent, now, request, budgets)
     status.defragmentation = defrag.status
     offers = {p.job: p for p in queue.admitted}
     waits = {w.job: w for w in queue.waiting}

@@ -31,7 +31,7 @@ from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
 from cardpool.api.keys import GROUP, LABEL_MANAGED_BY, MANAGED_BY, VERSION
 from cardpool.core.drain import plan_drains
 from cardpool.core.lifecycle import plan_missing_pool, pod_name
-from cardpool.core.observed import ObservedCheckpoint, ObservedJob, ObservedNode, ObservedPod
+from cardpool.core.observed import ObservedBudget, ObservedCheckpoint, ObservedJob, ObservedNode, ObservedPod
 from cardpool.core.pool import reconcile_pool
 from cardpool.kube import effects, observe
 from cardpool.kube import nodes as node_effects
@@ -107,6 +107,11 @@ def pools_index(body: kopf.Body, name: str, **_: Any) -> dict:
     return {name: dict(body)}
 
 
+@kopf.index("policy", "v1", "poddisruptionbudgets")
+def budgets_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict:
+    return {(namespace, name): observe.budget(body)}
+
+
 @kopf.index(GROUP, VERSION, "checkpoints")
 def checkpoints_index(body: kopf.Body, namespace: str, spec: kopf.Spec, **_: Any) -> dict:
     return {(namespace, spec.get("job")): observe.checkpoint(body)}
@@ -116,9 +121,10 @@ def checkpoints_index(body: kopf.Body, namespace: str, spec: kopf.Spec, **_: Any
 @kopf.on.event(GROUP, VERSION, "trainingjobs")
 @kopf.on.event(GROUP, VERSION, "checkpoints")
 async def changed(nodes_index: kopf.Index, pods_index: kopf.Index, jobs_index: kopf.Index,
-                  pools_index: kopf.Index, checkpoints_index: kopf.Index, **_: Any) -> None:
+                  pools_index: kopf.Index, checkpoints_index: kopf.Index, budgets_index: kopf.Index,
+                  **_: Any) -> None:
     # kopf runs event handlers only once its indexes are populated: from here on they are safe to read
-    state["indexes"] = (nodes_index, pods_index, jobs_index, pools_index, checkpoints_index)
+    state["indexes"] = (nodes_index, pods_index, jobs_index, pools_index, checkpoints_index, budgets_index)
     state["wake"].set()
 
 
@@ -129,16 +135,18 @@ class Observations:
     jobs: dict[str, list[dict]]
     pools: dict[str, dict]
     checkpoints: dict[tuple[str, str], tuple[ObservedCheckpoint, ...]]
+    budgets: tuple[ObservedBudget, ...] = ()
 
 
 def _copy(indexes: tuple[kopf.Index, ...]) -> Observations:
     """One consistent copy of the indexes, taken in the event loop between two index updates."""
-    nodes, pods, jobs, pools, checkpoints = indexes
+    nodes, pods, jobs, pools, checkpoints, budgets = indexes
     return Observations(nodes=[n for store in nodes.values() for n in store],
                         pods={key: tuple(store) for key, store in pods.items()},
                         jobs={key: list(store) for key, store in jobs.items()},
                         pools={key: next(iter(store)) for key, store in pools.items()},
-                        checkpoints={key: tuple(store) for key, store in checkpoints.items()})
+                        checkpoints={key: tuple(store) for key, store in checkpoints.items()},
+                        budgets=tuple(b for store in budgets.values() for b in store))
 
 
 async def pool_loop() -> None:
@@ -203,7 +211,7 @@ def pool_pass(name: str, body: dict, observed: Observations, now: datetime) -> N
     mine = {(j.namespace, j.name) for j in jobs}
     others = tuple(p for key, pods in observed.pods.items() if key not in mine for p in pods)
     plan = reconcile_pool(pool, body["metadata"].get("generation") or 0, previous, observed.nodes, jobs, now,
-                          others)
+                          others, observed.budgets)
     elector: LeaderElector = state["elector"]
     for job, job_plan in zip(jobs, plan.jobs, strict=True):
         if not elector.leading:  # leadership lapsed during the pass: the next leader decides afresh

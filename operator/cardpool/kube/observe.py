@@ -22,6 +22,7 @@ from cardpool.api.trainingjob import TrainingJobSpec, TrainingJobStatus
 from cardpool.core.drain import PodOnNode
 from cardpool.core.observed import (
     DrainRecord,
+    ObservedBudget,
     ObservedCheckpoint,
     ObservedJob,
     ObservedNode,
@@ -93,6 +94,16 @@ def progress(text: str | None) -> ObservedProgress | None:
         return None
 
 
+def budget(body: Mapping[str, Any]) -> ObservedBudget:
+    meta, spec, status = body["metadata"], body.get("spec") or {}, body.get("status") or {}
+    selector = spec.get("selector") or {}
+    return ObservedBudget(
+        namespace=meta["namespace"], match_labels=dict(selector.get("matchLabels") or {}),
+        match_expressions=tuple((e["key"], e["operator"], tuple(e.get("values") or ()))
+                                for e in selector.get("matchExpressions") or []),
+        disruptions_allowed=int(status.get("disruptionsAllowed") or 0))
+
+
 def pod_on_node(body: Mapping[str, Any]) -> PodOnNode:
     meta, status = body.get("metadata", {}), body.get("status", {})
     return PodOnNode(
@@ -122,6 +133,7 @@ def pod(body: Mapping[str, Any]) -> ObservedPod | None:
         if deleted else None,
         finished_at=_time(terminated["finishedAt"]) if terminated and terminated.get("finishedAt") else None,
         conditions=true, progress=progress((meta.get("annotations") or {}).get(ANNOTATION_PROGRESS)),
+        labels=tuple(sorted(labels.items())),
         exit_code=terminated.get("exitCode") if terminated else None,
         reason=terminated.get("reason") if terminated else None,
         cards=sum(_count(v) for c in spec.get("containers") or []
