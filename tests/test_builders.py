@@ -25,7 +25,9 @@ def observed(example: str, framework: str | None = None, workers=(("h800", "H800
         spec["framework"] = framework
     placement = Placement("ns/j", tuple(Worker(r, f"{g}-{r}", g, m, spec["workers"]["cardsPerWorker"])
                                         for r, (g, m) in enumerate(workers)))
-    st = TrainingJobStatus(attempt=2, placement=record(placement), workers=len(workers), **status)
+    rates = {g.name: g.accelerator.relative_throughput for g in POOL.node_groups}
+    batch = spec["workers"].get("globalBatchSize")
+    st = TrainingJobStatus(attempt=2, placement=record(placement, rates, batch), workers=len(workers), **status)
     return ObservedJob("ns", "j", "uid", 1, datetime(2026, 1, 1, tzinfo=UTC), TrainingJobSpec.model_validate(spec), st)
 
 
@@ -62,8 +64,9 @@ def test_generic_jobs_get_only_cardpools_contract_and_the_resume_point() -> None
 def test_mixed_jobs_carry_the_layout_and_per_family_overrides() -> None:
     job = observed("job-mixed-families.yaml", workers=(("h800", "H800"), ("ascend910b", "Ascend910B")))
     layout = builders.layout(job.status, POOL)
-    assert [(g["accelerator"], g["firstRank"], g["workers"], g["relativeThroughput"]) for g in layout] == [
-        ("H800", 0, 1, 1.0), ("Ascend910B", 1, 1, 0.6)]
+    assert [(g["accelerator"], g["firstRank"], g["workers"], g["relativeThroughput"], g["collective"],
+             g["batchShare"]) for g in layout] == [("H800", 0, 1, 1.0, "nccl", 640), ("Ascend910B", 1, 1, 0.6, "hccl",
+                                                                                     384)]
     pod = builders.worker_pod(job, "pool", POOL, RankSlot(1, "ascend910b-1", "ascend910b", "Ascend910B"))
     trainer = pod["spec"]["containers"][0]
     assert trainer["image"].endswith(":cann8")
@@ -71,6 +74,9 @@ def test_mixed_jobs_carry_the_layout_and_per_family_overrides() -> None:
     assert trainer["resources"]["requests"]["memory"] == "512Gi"
     env_ = {e["name"]: e["value"] for e in trainer["env"]}
     assert env_["HCCL_BUFFSIZE"] == "200" and env_["CARDPOOL_COLLECTIVE"] == "hccl"
+    # 1024 samples split 1.0 : 0.6 in whole samples
+    assert (env_["CARDPOOL_GLOBAL_BATCH"], env_["CARDPOOL_BATCH_SHARE"], env_["CARDPOOL_RELATIVE_THROUGHPUT"]) == (
+        "1024", "384", "0.6")
     assert pod["metadata"]["name"] == "j-a2-1"
     terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms["nodeSelectorTerms"][0]["matchFields"][0]["values"] == ["ascend910b-1"]

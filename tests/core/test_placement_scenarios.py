@@ -123,6 +123,14 @@ SCENARIOS = [
     Scenario("Mixed stays on one family when it is enough",
              nodes("h800", 2) + nodes("ascend", 4), [job("a", 2, models=("Ascend910B", "H800"), mode=MIXED)],
              placed={"a": one_each("h800-0", "h800-1")}),
+    Scenario("Mixed keeps whole units (replicas) on one family: 3 H800 nodes hold one unit of 2",
+             nodes("h800", 3) + nodes("ascend", 4), [job("a", (4, 6), unit=2, models=("H800", "Ascend910B"),
+                                                         mode=MIXED)],
+             placed={"a": one_each("h800-0", "h800-1", "ascend-0", "ascend-1", "ascend-2", "ascend-3")}),
+    Scenario("Mixed maximises throughput within the bounds: the size's remainder goes to the next family",
+             nodes("h800", 2) + nodes("ascend", 2) + nodes("mlu", 4),
+             [job("a", (3, 5), models=("MLU590", "Ascend910B", "H800"), mode=MIXED)],
+             placed={"a": one_each("h800-0", "h800-1", "ascend-0", "ascend-1", "mlu-0")}),
 ]
 
 

@@ -61,3 +61,20 @@ def test_a_running_job_below_its_size_is_offered_the_room_to_grow_only_when_nobo
     waiting = replace(job(), name="other")  # 4 x 8 H800/A100: waits for the cards growth would take
     plan = reconcile_pool(POOL, 1, None, NODES, [running, waiting], NOW)
     assert plan.jobs[0].status.larger_size_since is None
+
+
+def test_a_mixed_job_records_each_familys_throughput_and_share_of_the_global_batch() -> None:
+    from cardpool.core.observed import ObservedNode as Node
+
+    ascend = [Node(f"ascend910b-{i}", {"node.kubernetes.io/npu.chip.name": "910B"}, {"huawei.com/Ascend910": 8},
+                   {"huawei.com/Ascend910": 8}, {"Ready": "True"}) for i in range(4)]
+    spec = job().spec.model_copy(deep=True)
+    spec.placement.accelerators, spec.placement.mode = ["H800", "Ascend910B"], "Mixed"
+    spec.workers.size.min = spec.workers.size.max = 6
+    spec.workers.global_batch_size = 1000
+    spec.workers.overrides = []
+    plan = reconcile_pool(POOL, 1, None, NODES + ascend, [job(spec=spec)], NOW)
+    placement = plan.jobs[0].status.placement
+    assert [(g.accelerator, g.workers, g.relative_throughput, g.batch_share) for g in placement] == [
+        ("H800", 4, 1.0, 768), ("Ascend910B", 2, 0.6, 232)]  # per rank 192.3 and 115.4: the 2 left go to 115.4
+    assert plan.jobs[0].status.accelerator == "H800+Ascend910B"

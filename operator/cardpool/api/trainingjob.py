@@ -132,6 +132,9 @@ class Workers(ApiModel):
     overrides: list[AcceleratorOverride] = Field(default_factory=list, max_length=16, json_schema_extra={
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["accelerator"]})
     """Per accelerator model changes to the trainer container: image, env, resources."""
+    global_batch_size: int | None = Field(None, ge=1, le=1 << 30)
+    """Samples per step over all ranks. cardpool then suggests each rank's share, proportional to its cards'
+    relative throughput, in whole samples that add up to this (CARDPOOL_BATCH_SHARE)."""
 
 
 class PlacementMode(StrEnum):
@@ -300,6 +303,10 @@ class GroupPlacement(ApiModel):
     """Rank of the group's first worker; its workers have consecutive ranks."""
     nodes: list[str] = Field(default_factory=list)
     """Nodes used, in rank order."""
+    relative_throughput: float = Field(1.0, gt=0)
+    """Relative throughput of the group's cards."""
+    batch_share: int | None = Field(None, ge=0)
+    """Samples of the global batch its ranks take together (when spec.workers.globalBatchSize is set)."""
 
 
 class RestartCounts(ApiModel):

@@ -32,6 +32,7 @@ from .failures import Failure, backoff, decide, first_failure
 from .observed import ObservedJob, ObservedPod
 from .placement import Placement
 from .queue import Waiting
+from .split import rank_shares
 
 RANK0_DECIDES = {Framework.PYTORCH, Framework.DEEPSPEED, Framework.MEGATRON}
 _NONE: Mapping[str, str] = MappingProxyType({})
@@ -153,7 +154,10 @@ def rank_nodes(status: TrainingJobStatus) -> dict[int, tuple[str, str, str]]:
     return out
 
 
-def record(placement: Placement) -> list[GroupPlacement]:
+def record(placement: Placement, group_rates: Mapping[str, float] = MappingProxyType({}),
+           global_batch: int | None = None) -> list[GroupPlacement]:
+    """The placement as status records it: per group, its ranks, nodes, relative throughput and share of
+    the global batch."""
     groups: list[GroupPlacement] = []
     for w in placement.workers:
         if groups and groups[-1].group == w.group and groups[-1].accelerator == w.model:
@@ -161,16 +165,20 @@ def record(placement: Placement) -> list[GroupPlacement]:
             groups[-1].nodes.append(w.node)
         else:
             groups.append(GroupPlacement(group=w.group, accelerator=w.model, workers=1, first_rank=w.rank,
-                                         nodes=[w.node]))
+                                         nodes=[w.node], relative_throughput=group_rates.get(w.group, 1.0)))
+    if global_batch is not None:
+        shares = rank_shares(groups, global_batch)
+        for gp in groups:
+            gp.batch_share = sum(shares[gp.first_rank:gp.first_rank + gp.workers])
     return groups
 
 
 def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, waiting: Waiting | None = None,
              faulty_nodes: Mapping[str, str] = _NONE, grow_to: int | None = None,
-             migrate: str | None = None) -> JobPlan:
+             migrate: str | None = None, group_rates: Mapping[str, float] = MappingProxyType({})) -> JobPlan:
     """`faulty_nodes`: node -> fault reason. `grow_to`: the size the job could restart at now, when the pool
     pass found room for more than it runs with (see core.pool). `migrate`: defragmentation moves the job
-    (why, see core.migrations)."""
+    (why, see core.migrations). `group_rates`: relative throughput per node group."""
     spec = job.spec
     old = job.status
     status = old.model_copy(deep=True)
@@ -215,7 +223,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
             message = (f"waiting for the graceful save of attempt {status.attempt} to be reported (at most "
                        f"{spec.checkpoint.graceful_save_seconds if spec.checkpoint else 0} s)")
         elif offer is not None:
-            _start_attempt(job, status, offer, now, plan)
+            _start_attempt(job, status, offer, now, plan, group_rates)
             phase, reason, message = Phase.STARTING, "GangPlaced", plan.events[-1].message
         else:
             phase = Phase.QUEUED if phase == Phase.SUSPENDED else phase
@@ -290,11 +298,11 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
 
 
 def _start_attempt(job: ObservedJob, status: TrainingJobStatus, offer: Placement, now: datetime,
-                   plan: JobPlan) -> None:
+                   plan: JobPlan, group_rates: Mapping[str, float]) -> None:
     """Record the new attempt (placement, history) before any of its pods exists."""
     previous = status.history[-1] if status.history else None
     status.attempt += 1
-    status.placement = record(offer)
+    status.placement = record(offer, group_rates, job.spec.workers.global_batch_size)
     status.attempt_start_time = now
     status.not_before = None
     resumed = status.last_checkpoint.step if status.last_checkpoint else None

@@ -191,7 +191,9 @@ def place(job: JobRequest, ledger: Ledger, throughput: dict[str, float] | None =
 
     Homogeneous: at the largest size that fits any preferred model, the first such model in preference
     order. Mixed: the largest size that fits the preferred models together, filled from the highest relative
-    throughput down (ties by preference), each worker on one model and the ranks of a model consecutive.
+    throughput down (ties by preference), so the effective throughput (cards x relative throughput) is the
+    most the bounds allow; each worker on one model, the ranks of a model consecutive, and each model's
+    count a multiple of `unit`.
     `ceiling` caps the size (a running job that may not grow past its current size)."""
     cards = job.cards_per_worker
     models = [m for m in job.accelerators if m in ledger.nodes_by_model]
@@ -201,7 +203,9 @@ def place(job: JobRequest, ledger: Ledger, throughput: dict[str, float] | None =
     if job.mode == Mode.MIXED and len(models) > 1:
         rate = throughput or {}
         order = sorted(models, key=lambda m: (-rate.get(m, 1.0), models.index(m)))
-        capacity = {m: _capacity(slots[m], job.packing, ledger) for m in order}
+        # each model's share is a whole number of units (data-parallel replicas or pipelines never span
+        # families)
+        capacity = {m: (c := _capacity(slots[m], job.packing, ledger)) - c % job.unit for m in order}
         total = sum(capacity.values())
         for size in job.sizes(ceiling):
             if size <= total:

@@ -116,8 +116,9 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
     offers = {p.job: p for p in queue.admitted}
     waits = {w.job: w for w in queue.waiting}
     growth = room_to_grow(snapshot, queue, jobs) if not defrag.migrate else {}
+    rates = {g.name: g.accelerator.relative_throughput for g in spec.node_groups}
     plans = [plan_job(job, now, offers.get(job.key), waits.get(job.key), faulty, growth.get(job.key),
-                      defrag.migrate.get(job.key)) for job in jobs]
+                      defrag.migrate.get(job.key), rates) for job in jobs]
     stuck = timedelta(seconds=spec.health.stuck_terminating_seconds)
     for job, job_plan in zip(jobs, plans, strict=True):
         job_plan.force_delete = [p.name for p in job.pods if p.deleting and p.node in faulty

@@ -25,6 +25,7 @@ from cardpool.api.keys import (
 from cardpool.api.trainingjob import Framework, TrainingJobSpec, TrainingJobStatus
 from cardpool.core.lifecycle import RankSlot, pod_name, rank_nodes
 from cardpool.core.observed import ObservedJob
+from cardpool.core.split import rank_shares
 
 # Communication library per vendor, a hint for mixed jobs and for generic launchers.
 COLLECTIVES = {Vendor.NVIDIA: "nccl", Vendor.HUAWEI: "hccl", Vendor.CAMBRICON: "cncl", Vendor.HYGON: "rccl",
@@ -56,10 +57,19 @@ def owner(job: ObservedJob) -> list[dict]:
 
 
 def layout(status: TrainingJobStatus, pool: CardPoolSpec) -> list[dict]:
+    """Which ranks run on which family: per group, its first rank, workers, throughput, communication
+    library and (with a global batch size) its ranks' share."""
     groups = {g.name: g for g in pool.node_groups}
-    return [{"group": gp.group, "accelerator": gp.accelerator, "firstRank": gp.first_rank, "workers": gp.workers,
-             "relativeThroughput": groups[gp.group].accelerator.relative_throughput if gp.group in groups else 1.0}
-            for gp in status.placement]
+    out = []
+    for gp in status.placement:
+        group = groups.get(gp.group)
+        entry = {"group": gp.group, "accelerator": gp.accelerator, "firstRank": gp.first_rank,
+                 "workers": gp.workers, "relativeThroughput": gp.relative_throughput,
+                 "collective": COLLECTIVES.get(group.accelerator.vendor, "") if group else ""}
+        if gp.batch_share is not None:
+            entry["batchShare"] = gp.batch_share
+        out.append(entry)
+    return out
 
 
 def env(job: ObservedJob, pool_name: str, pool: CardPoolSpec, slot: RankSlot) -> list[dict[str, str]]:
@@ -76,10 +86,15 @@ def env(job: ObservedJob, pool_name: str, pool: CardPoolSpec, slot: RankSlot) ->
         "CARDPOOL_CARDS_PER_WORKER": str(c), "CARDPOOL_WORLD_SIZE": str(n * c),
         "CARDPOOL_COORDINATOR": f"{master}:{COORDINATOR_PORT}", "CARDPOOL_ACCELERATOR": slot.model,
         "CARDPOOL_GROUP": slot.group,
-        "CARDPOOL_RELATIVE_THROUGHPUT": str(group.accelerator.relative_throughput if group else 1.0),
+        "CARDPOOL_RELATIVE_THROUGHPUT": str(next((gp.relative_throughput for gp in status.placement
+                                                  if gp.group == slot.group), 1.0)),
         "CARDPOOL_COLLECTIVE": COLLECTIVES.get(group.accelerator.vendor, "") if group else "",
         "CARDPOOL_LAYOUT": json.dumps(layout(status, pool), separators=(",", ":")),
     }
+    if spec.workers.global_batch_size is not None:
+        shares = rank_shares(status.placement, spec.workers.global_batch_size)
+        out["CARDPOOL_GLOBAL_BATCH"] = str(spec.workers.global_batch_size)
+        out["CARDPOOL_BATCH_SHARE"] = str(shares[r]) if r < len(shares) else "0"
     if spec.checkpoint:
         out["CARDPOOL_CHECKPOINT_URI"] = spec.checkpoint.uri
         out["CARDPOOL_GRACEFUL_SAVE_SECONDS"] = str(spec.checkpoint.graceful_save_seconds)
