@@ -37,6 +37,8 @@ SCENARIOS = [
     ("healthy nodes are left alone", [node(i) for i in range(8)], [], []),
     ("a NotReady node is drained", [node(0, NOT_READY)] + [node(i) for i in range(1, 8)], [("h800-0", "Drain")], []),
     ("a card fault drains the node", [node(3, cards=7)] + [node(i) for i in range(3)], [("h800-3", "Drain")], []),
+    ("a node whose device plugin has not reported yet is not a fault",
+     [ObservedNode("h800-0", H800, {}, {}, READY)] + [node(i) for i in range(1, 4)], [], []),
     ("a configured condition drains", [node(1, {"Ready": "True", "GPUUnhealthy": "True"}), node(2)],
      [("h800-1", "Drain")], []),
     ("a storm of 4 of 8 drains the cap (2), holds the rest",

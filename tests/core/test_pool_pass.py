@@ -78,3 +78,22 @@ def test_a_mixed_job_records_each_familys_throughput_and_share_of_the_global_bat
     assert [(g.accelerator, g.workers, g.relative_throughput, g.batch_share) for g in placement] == [
         ("H800", 4, 1.0, 768), ("Ascend910B", 2, 0.6, 232)]  # per rank 192.3 and 115.4: the 2 left go to 115.4
     assert plan.jobs[0].status.accelerator == "H800+Ascend910B"
+
+
+def test_only_one_job_grows_into_the_same_room_and_none_while_another_is_between_attempts() -> None:
+    spec = job().spec.model_copy(deep=True)
+    spec.workers.size.min = 1
+    spec.placement.accelerators = ["H800"]
+
+    def on(name: str, node: str):
+        status = {**started(phase="Running"), "workers": 1, "placement": [
+            {"group": "h800", "accelerator": "H800", "workers": 1, "nodes": [node]}]}
+        return replace(job(status, pods=[(1, 0, "Running")], spec=spec), name=name,
+                       pods=(replace(job(pods=[(1, 0, "Running")]).pods[0], job=name, node=node),))
+
+    a, b = on("a", "h800-0"), on("b", "h800-1")  # two free nodes: room for one of them to grow
+    plan = reconcile_pool(POOL, 1, None, NODES, [a, b], NOW)
+    assert [p.job for p in plan.jobs if p.status.larger_size_since] == ["ns/a"]
+    backing_off = replace(job({"phase": "Restarting", "attempt": 1}), name="c")
+    plan = reconcile_pool(POOL, 1, None, NODES, [a, b, backing_off], NOW)
+    assert not [p.job for p in plan.jobs if p.status.larger_size_since]

@@ -234,7 +234,8 @@ class FailurePolicy(ApiModel):
     """Ordered rules; without a match, a failure restarts the job and counts."""
     progress_timeout_seconds: int | None = Field(None, ge=10, le=604800)
     """Restart the job when rank 0 reports no progress for this long (hang detection); unset disables it.
-    The clock starts when the attempt's pods are created and restarts with each report."""
+    The clock starts when all workers of the attempt run and restarts with each report; keep it well above
+    the trainer's reporting interval (CARDPOOL_PROGRESS_INTERVAL_SECONDS, 30 s by default)."""
     backoff_seconds: int = Field(10, ge=0, le=3600)
     """Delay before the second counted restart; it doubles with each further one, up to 10 minutes. The
     first restart after a failure, and restarts that do not count, are immediate."""
@@ -376,6 +377,8 @@ class AttemptRecord(ApiModel):
     """Checkpoint step it resumed from; unset when it started fresh."""
     start_time: datetime
     """When its pods were created."""
+    running_time: datetime | None = None
+    """When all its workers were running (hang detection counts from here)."""
     end_time: datetime | None = None
     """When it ended; unset while it runs."""
     end_reason: str | None = None

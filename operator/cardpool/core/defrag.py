@@ -87,9 +87,12 @@ def _cheapest_node_to_open(snapshot: Snapshot, gang: JobRequest, candidates: dic
                 on_node.setdefault(node, []).append(key)
     best: tuple[tuple[float, int, str], set[str]] | None = None
     for node in snapshot.nodes:
-        if not node.usable or node.model not in gang.accelerators or free[node.name] >= gang.cards_per_worker:
+        if not node.usable or node.model not in gang.accelerators or not on_node.get(node.name):
             continue
-        need = gang.cards_per_worker - free[node.name]
+        # cards to free for one more worker slot here (a node with whole slots free can still offer another)
+        need = gang.cards_per_worker - free[node.name] % gang.cards_per_worker
+        if free[node.name] - free[node.name] % gang.cards_per_worker + gang.cards_per_worker > node.allocatable:
+            continue  # the node cannot hold another worker even empty
         chosen, cards, lost = set(), 0, 0.0
         for key in sorted(on_node.get(node.name, ()), key=lambda k: (candidates[k].lost_work, k)):
             if cards >= need:

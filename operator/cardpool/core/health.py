@@ -13,6 +13,8 @@ from .observed import ObservedNode
 
 ALWAYS_FAULT_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 FAULTS = ("NodeNotReady", "NodeUnknown", "NodeCondition", "NodeTaint", "CardFault", "NodeMissing")
+LOST = ("NodeNotReady", "NodeUnknown", "NodeMissing")
+"""Faults whose kubelet may never confirm a pod's end: its pods' deletion is not waited for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +22,8 @@ class NodeHealth:
     healthy: bool
     schedulable: bool
     reason: str
-    """A fault (see FAULTS), or Healthy, Cordoned, Draining (cardpool's drain) or Probation."""
+    """A fault (see FAULTS), or Healthy, Cordoned, NoCards (not reported yet), Draining (cardpool's drain) or
+    Probation."""
     message: str = ""
 
 
@@ -38,7 +41,9 @@ def classify(node: ObservedNode, resource: str, cards_per_node: int, policy: Hea
     for key, effect in node.taints:
         if key in fault_taints and (effect == "NoExecute" or key in policy.fault_taints):
             return NodeHealth(False, False, "NodeTaint", f"node {node.name} is tainted {key}:{effect}")
-    capacity = node.capacity.get(resource, cards_per_node)
+    if resource not in node.capacity:  # a new node, or a restarting kubelet: its device plugin is not in yet
+        return NodeHealth(True, False, "NoCards", f"node {node.name} does not report {resource} yet")
+    capacity = node.capacity[resource]
     allocatable = node.allocatable.get(resource, 0)
     if allocatable < capacity:
         return NodeHealth(False, False, "CardFault",

@@ -29,6 +29,7 @@ from cardpool.api.trainingjob import (
 )
 
 from .failures import Failure, backoff, decide, first_failure
+from .health import LOST
 from .observed import ObservedJob, ObservedPod
 from .placement import Placement
 from .queue import Waiting
@@ -115,9 +116,9 @@ def judge_checkpoints(job: ObservedJob, status: TrainingJobStatus, now: datetime
 
 
 def blocking_pods(job: ObservedJob, faulty_nodes: Mapping[str, str] = _NONE) -> list[ObservedPod]:
-    """Pods a new attempt must wait for: all, except those already deleted on a faulty node (a lost kubelet
-    never confirms their end; they hold no usable cards)."""
-    return [p for p in job.pods if not (p.deleting and p.node in faulty_nodes)]
+    """Pods a new attempt must wait for: all, except those already deleted on a lost node (NotReady,
+    Unknown, gone: its kubelet may never confirm their end; they hold no usable cards)."""
+    return [p for p in job.pods if not (p.deleting and faulty_nodes.get(p.node or "") in LOST)]
 
 
 def needs_placement(job: ObservedJob, now: datetime, faulty_nodes: Mapping[str, str] = _NONE) -> bool:
@@ -224,7 +225,8 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
                        f"{spec.checkpoint.graceful_save_seconds if spec.checkpoint else 0} s)")
         elif offer is not None:
             _start_attempt(job, status, offer, now, plan, group_rates)
-            phase, reason, message = Phase.STARTING, "GangPlaced", plan.events[-1].message
+            phase, reason = Phase.STARTING, "GangPlaced"
+            message = next(e.message for e in plan.events if e.reason == "GangPlaced")
         else:
             phase = Phase.QUEUED if phase == Phase.SUSPENDED else phase
             if status.not_before is not None and status.not_before > now and old.conditions:
@@ -276,6 +278,8 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
                 if phase != Phase.RUNNING:
                     plan.events.append(Event("Normal", "Running", f"attempt {status.attempt}: all "
                                                                   f"{len(slots)} workers running"))
+                    if status.history and status.history[-1].attempt == status.attempt:
+                        status.history[-1].running_time = now
                 phase, reason, message = Phase.RUNNING, "Running", f"attempt {status.attempt}: all workers running"
                 status.start_time = status.start_time or now
             else:
@@ -335,7 +339,8 @@ def _failure(job: ObservedJob, status: TrainingJobStatus, current: dict[int, Obs
         return Failure("PodLost", f"the pod of rank {lost[0]} disappeared")
     timeout = job.spec.failure_policy.progress_timeout_seconds
     if phase == Phase.RUNNING and timeout is not None:
-        last = status.attempt_start_time or now
+        this = status.history[-1] if status.history and status.history[-1].attempt == status.attempt else None
+        last = (this.running_time if this and this.running_time else None) or status.attempt_start_time or now
         if status.progress is not None and status.progress.attempt == status.attempt:
             last = max(last, status.progress.time)
         if now - last > timedelta(seconds=timeout):
@@ -384,7 +389,7 @@ def _take_progress(rank0: ObservedPod | None, status: TrainingJobStatus, now: da
     time = min(report.time, now)  # a trainer's clock ahead of ours must not postpone hang detection
     known = status.progress
     if known is None or known.attempt != status.attempt or report.step != known.step or (
-            report.total_steps != known.total_steps):
+            report.total_steps != known.total_steps) or time > known.time:
         status.progress = Progress(attempt=status.attempt, step=report.step, total_steps=report.total_steps,
                                    time=time)
 

@@ -17,7 +17,7 @@ The pool's status is the memory: the target, when it started, the moves of the l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from cardpool.api.cardpool import (
@@ -55,17 +55,19 @@ def active_target(previous: DefragmentationStatus | None, jobs: list[ObservedJob
     if now - previous.since > TARGET_TIMEOUT:
         return None
     if previous.target.startswith(COMPACTION):
-        return previous.target if in_flight(jobs) else None
+        return previous.target if in_flight(jobs, now) else None
     target = next((j for j in jobs if j.key == previous.target), None)
     if target is None or target.status.phase not in (None, Phase.QUEUED, Phase.RESTARTING):
         return None
     return previous.target
 
 
-def in_flight(jobs: list[ObservedJob]) -> list[str]:
-    """Moved jobs not yet placed again."""
+def in_flight(jobs: list[ObservedJob], now: datetime) -> list[str]:
+    """Moved jobs not yet placed again, moved within TARGET_TIMEOUT (one that cannot find a place for longer
+    waits in the queue like any other job and no longer holds the budget)."""
     return [j.key for j in jobs if j.status.phase in (Phase.RESTARTING, Phase.QUEUED) and j.status.history
-            and j.status.history[-1].end_reason == MIGRATED]
+            and j.status.history[-1].end_reason == MIGRATED and j.status.history[-1].end_time is not None
+            and now - j.status.history[-1].end_time <= TARGET_TIMEOUT]
 
 
 def movable(policy: DefragmentationPolicy, jobs: list[ObservedJob], snapshot: Snapshot, now: datetime,
@@ -124,7 +126,7 @@ def decide_defrag(policy: DefragmentationPolicy, previous: DefragmentationStatus
             decision.events.append(("Normal", "DefragmentationPlanned", f"dry run, for {plan.target}: {moves}"))
         return decision
     recent = [m for m in status.migrations if now - m.time < HOUR]
-    flying = in_flight(jobs)
+    flying = in_flight(jobs, now)
     room = min(policy.max_migrations_per_hour - len(recent), policy.max_concurrent_migrations - len(flying))
     if len(plan.moves) > room:
         status.waiting = (f"{plan.target} needs {len(plan.moves)} moves; the budget allows {max(room, 0)} now "
@@ -151,6 +153,8 @@ def decide_defrag(policy: DefragmentationPolicy, previous: DefragmentationStatus
 def _plan(policy: DefragmentationPolicy, snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob],
           fragmented_since: dict[str, datetime | None], now: datetime, request,
           budgets: tuple[ObservedBudget, ...]) -> DefragPlan | None:
+    # the cards the queue gave out this pass are taken
+    snapshot = replace(snapshot, allocations=snapshot.allocations + tuple(queue.admitted))
     candidates = movable(policy, jobs, snapshot, now, request, budgets)
     if queue.reservation is not None:
         head = next((r for r in snapshot.pending if r.key == queue.reservation.job), None)

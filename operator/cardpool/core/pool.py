@@ -15,7 +15,7 @@ from cardpool.api.conditions import Condition, set_condition
 from cardpool.api.trainingjob import Phase
 
 from .drain import member_group
-from .health import classify
+from .health import LOST, classify
 from .lifecycle import JobPlan, needs_placement, plan_job, rank_nodes
 from .migrations import active_target, decide_defrag
 from .observed import ObservedBudget, ObservedJob, ObservedNode, ObservedPod
@@ -121,7 +121,7 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
                       defrag.migrate.get(job.key), rates) for job in jobs]
     stuck = timedelta(seconds=spec.health.stuck_terminating_seconds)
     for job, job_plan in zip(jobs, plans, strict=True):
-        job_plan.force_delete = [p.name for p in job.pods if p.deleting and p.node in faulty
+        job_plan.force_delete = [p.name for p in job.pods if p.deleting and faulty.get(p.node or "") in LOST
                                  and p.deleting_since is not None and now - p.deleting_since >= stuck]
     return PoolPlan(plans, status, queue, faulty, defrag.events)
 
@@ -139,21 +139,22 @@ def fragmented_since(spec: CardPoolSpec, previous: CardPoolStatus | None, queue:
 
 
 def room_to_grow(snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob]) -> dict[str, int]:
-    """Running jobs below their target size that could restart larger now, with the size they would get.
-    Growth never competes with the queue: only when no job is admitted or waits for cards this pass (jobs
-    that cannot fit even an empty pool do not count)."""
+    """The running job below its target size that could restart larger now (at most one a pass, the first
+    in queue order, so two jobs never stop for the same room), with the size it would get. Growth never
+    competes with waiting jobs: none when the queue admits or keeps waiting any job (those that cannot fit
+    even an empty pool aside), or a job is between attempts (backing off, awaiting a save or its old pods)."""
     if queue.admitted or any(w.reason != "Unplaceable" for w in queue.waiting):
         return {}
-    out = {}
-    for job in jobs:
-        size = job.spec.workers.size
-        if job.status.phase == Phase.RUNNING and job.status.workers < (size.desired or size.max):
-            grown = resize(snapshot, request(job), job.status.workers)
-            if grown.can_grow and grown.size is not None:
-                out[job.key] = grown.size
-    return out
-
-
+    if any(j.status.phase == Phase.RESTARTING or (j.status.phase == Phase.QUEUED and j.status.attempt > 0)
+           for j in jobs if not j.spec.suspend):
+        return {}
+    growing = [j for j in jobs if j.status.phase == Phase.RUNNING
+               and j.status.workers < (j.spec.workers.size.desired or j.spec.workers.size.max)]
+    for job in sorted(growing, key=lambda j: (-j.spec.priority, j.created, j.key)):
+        grown = resize(snapshot, request(job), job.status.workers)
+        if grown.can_grow and grown.size is not None:
+            return {job.key: grown.size}
+    return {}
 def pool_status(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None, snapshot: Snapshot,
                 queue: QueuePlan, now: datetime, drained: dict[str, int] | None = None,
                 frag_since: dict[str, datetime | None] | None = None) -> CardPoolStatus:

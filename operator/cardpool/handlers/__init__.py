@@ -192,6 +192,10 @@ def pool_pass(name: str, body: dict, observed: Observations, now: datetime) -> N
     previous = CardPoolStatus.model_validate(body["status"]) if body.get("status") else None
     jobs: list[ObservedJob] = []
     written: dict[tuple[str, str], int] = state.setdefault("written", {})
+    pool_written: dict[str, int] = state.setdefault("written-pools", {})
+    if name in pool_written and _version(body["metadata"]) < pool_written[name]:
+        return  # the pool's status (defragmentation's memory) is not yet back from the watch: wait for it
+    pool_written.pop(name, None)
     bodies = observed.jobs.get(name, [])
     for job_body in bodies:
         meta = job_body["metadata"]
@@ -237,7 +241,8 @@ def pool_pass(name: str, body: dict, observed: Observations, now: datetime) -> N
                         job_plan.status.attempt, slot.rank, slot.node, "Pending", cards=cards, pool=name)
             for slot in job_plan.create)
     if elector.leading:
-        effects.apply_pool_status(kube, name, plan.status, previous)
+        if (version := effects.apply_pool_status(kube, name, plan.status, previous)) is not None:
+            pool_written[name] = _version({"resourceVersion": version})
         for type_, reason, message in plan.events:  # after the status that records them
             node_effects.post_node_event(kube, "", name, type_, reason, message, now)
 

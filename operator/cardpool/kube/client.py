@@ -83,6 +83,8 @@ class Kube:
                             "trainingjobs", name, body)
         return updated["metadata"]["resourceVersion"]
 
-    def patch_pool_status(self, name: str, status: dict) -> None:
-        self.call(self.custom.patch_cluster_custom_object_status, GROUP, VERSION, "cardpools", name,
-                  {"status": status})
+    def patch_pool_status(self, name: str, status: dict) -> str:
+        """Returns the resourceVersion the write produced."""
+        updated = self.call(self.custom.patch_cluster_custom_object_status, GROUP, VERSION, "cardpools", name,
+                            {"status": status})
+        return updated["metadata"]["resourceVersion"]

@@ -75,9 +75,11 @@ def _put_config_map(kube: Kube, manifest: dict) -> None:
         kube.call(kube.core.replace_namespaced_config_map, meta["name"], meta["namespace"], manifest)
 
 
-def apply_pool_status(kube: Kube, name: str, status: CardPoolStatus, previous: CardPoolStatus | None) -> None:
+def apply_pool_status(kube: Kube, name: str, status: CardPoolStatus, previous: CardPoolStatus | None) -> str | None:
+    """The pool's new status; returns the new resourceVersion, None when nothing changed."""
     if status != previous:
-        kube.patch_pool_status(name, status_patch(status))
+        return kube.patch_pool_status(name, status_patch(status))
+    return None
 
 
 def post_event(kube: Kube, job: ObservedJob, type_: str, reason: str, message: str, now: datetime) -> None:

@@ -15,7 +15,7 @@ from kubernetes.client.exceptions import ApiException
 
 from cardpool.api.keys import ANNOTATION_DRAIN, TAINT_DRAIN
 from cardpool.core.drain import DrainPlan, NodeAction, eviction_decisions
-from cardpool.core.observed import ObservedNode
+from cardpool.core.observed import DrainRecord, ObservedNode
 
 from . import observe
 from .client import REQUEST_TIMEOUT, Kube
@@ -29,23 +29,28 @@ _held_reported: set[str] = set()
 
 def apply_drain_plan(kube: Kube, plan: DrainPlan, nodes: list[ObservedNode], now: datetime) -> None:
     by_name = {n.name: n for n in nodes}
+    applied: set[str] = set()
     for action in plan.actions:
         try:
-            _apply(kube, action, by_name[action.node].drain if action.node in by_name else None)
+            if _apply(kube, action, by_name[action.node].drain if action.node in by_name else None):
+                applied.add(action.node)
         except ApiException as exc:
             if exc.status not in (404, 409):  # gone, or changed since observed: the next pass decides again
                 log.exception("%s of node %s failed", action.kind, action.node)
-    for node in nodes:  # drained nodes whose other pods have not all gone yet
+    acted = {a.node for a in plan.actions}
+    for node in nodes:  # drained nodes whose other pods have not all gone yet (not those acted on just now)
         record = node.drain
-        if record is not None and not record.others_evicted and node.name not in _returned(plan):
-            try:
-                if evict_others(kube, node.name):
-                    _write(kube, node.name, {"metadata": {"annotations": {
-                        ANNOTATION_DRAIN: observe.drain_annotation(replace(record, others_evicted=True))}}})
-            except ApiException as exc:
-                if exc.status not in (404, 409):
-                    log.exception("evicting the pods of node %s failed", node.name)
+        if record is None or record.others_evicted or node.name in acted:
+            continue
+        try:
+            if evict_others(kube, node.name):
+                _update_record(kube, node.name, record, replace(record, others_evicted=True))
+        except ApiException as exc:
+            if exc.status not in (404, 409):
+                log.exception("evicting the pods of node %s failed", node.name)
     for event in plan.events:
+        if event.reason in ("NodeDrained", "NodeReturned") and event.node not in applied:
+            continue  # not done (a stale view or a failed write): the next pass tries again and says so then
         if event.reason == "DrainCapReached":
             if event.node in _held_reported:
                 continue
@@ -54,16 +59,22 @@ def apply_drain_plan(kube: Kube, plan: DrainPlan, nodes: list[ObservedNode], now
     _held_reported.intersection_update(plan.held)
 
 
-def _returned(plan: DrainPlan) -> set[str]:
-    return {a.node for a in plan.actions if a.kind == "Return"}
+def _update_record(kube: Kube, node: str, seen: DrainRecord, record: DrainRecord) -> None:
+    """Replace the drain record, only if it is still the one seen."""
+    current = kube.call(kube.core.read_node, node)
+    if observe.drain_record((current.metadata.annotations or {}).get(ANNOTATION_DRAIN), node) != seen:
+        return
+    kube.call(kube.core.patch_node, node, {"metadata": {
+        "resourceVersion": current.metadata.resource_version,
+        "annotations": {ANNOTATION_DRAIN: observe.drain_annotation(record)}}})
 
 
-def _apply(kube: Kube, action: NodeAction, decided_on: object) -> None:
+def _apply(kube: Kube, action: NodeAction, decided_on: DrainRecord | None) -> bool:
     """`decided_on`: the drain record the decision saw; if the node now holds another one, the decision was
-    made on a stale view and the next pass decides again."""
+    made on a stale view and the next pass decides again. Returns whether the node was changed."""
     current = kube.call(kube.core.read_node, action.node)
     if observe.drain_record((current.metadata.annotations or {}).get(ANNOTATION_DRAIN), action.node) != decided_on:
-        return
+        return False
     taints = [t.to_dict() for t in current.spec.taints or []]
     mine = [t for t in taints if t["key"] == TAINT_DRAIN]
     others = [_wire(t) for t in taints if t["key"] != TAINT_DRAIN]
@@ -86,6 +97,7 @@ def _apply(kube: Kube, action: NodeAction, decided_on: object) -> None:
         log.info("%s node %s: %s", "draining" if action.kind == "Drain" else "updating the drain of", action.node,
                  action.message)
     kube.call(kube.core.patch_node, action.node, body)
+    return True
 
 
 def _wire(taint: dict) -> dict:
@@ -95,10 +107,6 @@ def _wire(taint: dict) -> dict:
     if taint.get("time_added") is not None:
         out["timeAdded"] = taint["time_added"].isoformat().replace("+00:00", "Z")
     return out
-
-
-def _write(kube: Kube, node: str, body: dict) -> None:
-    kube.call(kube.core.patch_node, node, body)
 
 
 def evict_others(kube: Kube, node: str) -> bool:

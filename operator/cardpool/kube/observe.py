@@ -57,19 +57,33 @@ def node(body: Mapping[str, Any]) -> ObservedNode:
         drain=drain_record((meta.get("annotations") or {}).get(ANNOTATION_DRAIN), meta["name"]))
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _stamp(value: object) -> datetime:
+    """An RFC 3339 time written by someone else: a string, UTC when it names no zone."""
+    if not isinstance(value, str):
+        raise TypeError(f"not a time: {value!r}")
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def drain_record(text: str | None, node_name: str = "") -> DrainRecord | None:
     if not text:
         return None
     try:
         raw = json.loads(text)
-        return DrainRecord(reason=str(raw["reason"]), since=_time(raw["since"]), cordoned=bool(raw["cordoned"]),
-                           healthy_since=_time(raw["healthySince"]) if raw.get("healthySince") else None,
+        if not isinstance(raw, dict):
+            raise TypeError(f"not an object: {raw!r}")
+        return DrainRecord(reason=str(raw["reason"]), since=_stamp(raw["since"]), cordoned=bool(raw["cordoned"]),
+                           healthy_since=_stamp(raw["healthySince"]) if raw.get("healthySince") else None,
                            others_evicted=bool(raw.get("othersEvicted")))
     except (ValueError, KeyError, TypeError) as exc:
-        # a hand-edited record: treated as a drain of unknown cause, so the node still goes through probation
-        log.warning("node %s: unreadable %s annotation (%s); treating it as a fresh drain", node_name,
+        # a hand-edited record: a drain of unknown cause, so the node still goes through probation; the same
+        # text always reads as the same record, so decisions made on it stay valid
+        log.warning("node %s: unreadable %s annotation (%s); treating it as a drain of unknown cause", node_name,
                     ANNOTATION_DRAIN, exc)
-        return DrainRecord(reason="Unknown", since=datetime.now(UTC), cordoned=False)
+        return DrainRecord(reason="Unknown", since=_EPOCH, cordoned=False)
 
 
 def drain_annotation(record: DrainRecord) -> str:
@@ -88,8 +102,10 @@ def progress(text: str | None) -> ObservedProgress | None:
         return None
     try:
         raw = json.loads(text)
+        if not isinstance(raw, dict):
+            return None
         total = raw.get("totalSteps")
-        return ObservedProgress(int(raw["step"]), int(total) if total else None, _time(raw["time"]))
+        return ObservedProgress(int(raw["step"]), int(total) if total else None, _stamp(raw["time"]))
     except (ValueError, KeyError, TypeError):
         return None
 

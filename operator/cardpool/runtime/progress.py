@@ -27,7 +27,7 @@ Writer = Callable[[str, str, dict], None]
 def _patch_pod(pod: str, namespace: str, patch: dict) -> None:
     from kubernetes import client  # imported here: a trainer that never reports needs no client
 
-    client.CoreV1Api(api_client()).patch_namespaced_pod(pod, namespace, patch)
+    client.CoreV1Api(api_client()).patch_namespaced_pod(pod, namespace, patch, _request_timeout=5)
 
 
 class ProgressReporter:
@@ -50,10 +50,10 @@ class ProgressReporter:
         if total_steps is not None:
             value["totalSteps"] = total_steps
         patch = {"metadata": {"annotations": {ANNOTATION_PROGRESS: json.dumps(value, separators=(",", ":"))}}}
+        self._last = now  # a failed write waits an interval too: never a stalled loop of retries
         try:
             self._write(self.contract.pod, self.contract.namespace, patch)
         except Exception as exc:  # progress must never stop training
             log.warning("could not report progress at step %d: %s", step, exc)
             return False
-        self._last = now
         return True
