@@ -32,7 +32,8 @@ up: deps venv binaries
 
 ## operator: (re)start the operator against the local cluster; its log is .cluster/logs/operator.log
 operator: venv
-	KUBECONFIG=$(KUBECONFIG_PATH) $(PY) -m localkube start operator --ready-url $(OPERATOR_HEALTH) -- \
+	KUBECONFIG=$(KUBECONFIG_PATH) CARDPOOL_METRICS_PORT=16490 $(PY) -m localkube start operator \
+	  --ready-url $(OPERATOR_HEALTH) -- \
 	  $(VENV)/bin/kopf run --standalone --all-namespaces --liveness=$(OPERATOR_HEALTH) -m cardpool.handlers
 
 ## down: stop every process `make up` (or the tests) started

@@ -27,6 +27,7 @@ from localkube.testing import Kube, dump
 from localkube.waiting import NotYet, wait_for
 
 SMALL_FLEET = FLEETS / "small.yaml"
+METRICS_OFFSET = 10  # the operator's metrics port, from its health port
 CRDS = REPO / "crds"
 
 
@@ -128,10 +129,15 @@ class Operator:
 
     def start(self, name: str = "operator", health_port: int | None = None, kubeconfig: Path | None = None,
               namespace: str = "default") -> None:
-        url = f"http://127.0.0.1:{health_port or self.health_port}/healthz"
+        port = health_port or self.health_port
+        url = f"http://127.0.0.1:{port}/healthz"
         self.table.start(name, operator_command(url), ready_url=url,
                          env={"KUBECONFIG": str(kubeconfig or self.kube.kubeconfig), "CARDPOOL_IDENTITY": name,
-                              "CARDPOOL_NAMESPACE": namespace})
+                              "CARDPOOL_NAMESPACE": namespace, "CARDPOOL_METRICS_PORT": str(port + METRICS_OFFSET)})
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.health_port + METRICS_OFFSET}/metrics"
 
     def stop(self, name: str = "operator", sig: signal.Signals = signal.SIGTERM) -> None:
         self.table.stop(name, sig)

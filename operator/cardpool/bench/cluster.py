@@ -71,7 +71,8 @@ def bench_cluster(name: str, fleet_file: str, port_offset: int, pool: dict) -> I
                            check=True, capture_output=True)
             health = f"http://127.0.0.1:{cluster.ports.base + 45}/healthz"
             cluster.processes.start("operator", operator_command(health), ready_url=health,
-                                    env={"KUBECONFIG": str(cluster.kubeconfig), "CARDPOOL_IDENTITY": "bench"})
+                                    env={"KUBECONFIG": str(cluster.kubeconfig), "CARDPOOL_IDENTITY": "bench",
+                                         "CARDPOOL_METRICS_PORT": "0"})
             client.CustomObjectsApi(api).create_cluster_custom_object(GROUP, VERSION, "cardpools", pool)
 
             def leading() -> bool:

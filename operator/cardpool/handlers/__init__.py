@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ from cardpool.kube import nodes as node_effects
 from cardpool.kube.client import Kube
 from cardpool.kube.leader import LeaderElector
 
+from . import metrics
+
 POOL_INTERVAL = float(os.environ.get("CARDPOOL_POOL_INTERVAL", "1.0"))
 log = logging.getLogger("cardpool.operator")
 state: dict[str, Any] = {}
@@ -54,6 +57,7 @@ async def configure(settings: kopf.OperatorSettings, logger: logging.Logger, **_
     state.update(kube=kube, elector=elector, wake=asyncio.Event(), **{"event-loop": asyncio.get_running_loop()},
                  creates=ThreadPoolExecutor(effects.PARALLEL_CREATES, thread_name_prefix="cardpool-create"),
                  passes=ThreadPoolExecutor(1, thread_name_prefix="cardpool-pass"))
+    metrics.serve(int(os.environ.get("CARDPOOL_METRICS_PORT", "9464")))
     state["loop"] = asyncio.create_task(pool_loop())
     logger.info("cardpool %s started as %s; leader election on lease %s/cardpool-operator", __version__,
                 elector.identity, namespace)
@@ -177,6 +181,7 @@ def run_passes(observed: Observations) -> None:
             pool_pass(name, body, observed, now)
         except Exception:  # one pool's failure must not stall the others
             log.exception("pass of pool %s failed", name)
+            metrics.count_error(name)
     for pool_name, bodies in observed.jobs.items():
         if pool_name not in observed.pools:
             for body in bodies:
@@ -188,6 +193,7 @@ def run_passes(observed: Observations) -> None:
 
 def pool_pass(name: str, body: dict, observed: Observations, now: datetime) -> None:
     kube: Kube = state["kube"]
+    started = time.monotonic()
     pool = CardPoolSpec.model_validate(body["spec"])
     previous = CardPoolStatus.model_validate(body["status"]) if body.get("status") else None
     jobs: list[ObservedJob] = []
@@ -229,11 +235,13 @@ def pool_pass(name: str, body: dict, observed: Observations, now: datetime) -> N
             continue
         if version is not None:
             written[(job.namespace, job.name)] = _version({"resourceVersion": version})
+            metrics.record_job(name, job, job_plan, now)
         try:
             effects.judge_checkpoints(kube, job, job_plan, now)
             effects.apply_children(kube, job, job_plan, name, pool, now, state["creates"])
         except Exception:  # one job's failure must not stall the pool; the next pass retries
             log.exception("applying the plan of %s failed", job.key)
+            metrics.count_error(name)
         # pools later in this round see these pods' cards as used, before the watch shows them
         cards = job.spec.workers.cards_per_worker
         observed.pods[(job.namespace, job.name)] = observed.pods.get((job.namespace, job.name), ()) + tuple(
@@ -245,6 +253,7 @@ def pool_pass(name: str, body: dict, observed: Observations, now: datetime) -> N
             pool_written[name] = _version({"resourceVersion": version})
         for type_, reason, message in plan.events:  # after the status that records them
             node_effects.post_node_event(kube, "", name, type_, reason, message, now)
+        metrics.record_pass(name, plan, time.monotonic() - started)
 
 
 def _version(meta: dict) -> int:
