@@ -1,24 +1,120 @@
-"""Entry point of the `cardpool` command."""
+"""The `cardpool` command (also `kubectl cardpool`): pools and jobs at a glance, job stories, pool capacity.
+
+Follows kubectl's conventions: --kubeconfig (else $KUBECONFIG, else ~/.kube/config), --context,
+-n/--namespace (else the context's namespace), -A/--all-namespaces, -o table|json|yaml.
+Exit codes: 0 shown, 1 the API could not be reached or refused, 2 bad usage, 3 not found.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
+import yaml
+from rich.console import Console
+
 from cardpool import __version__
+from cardpool.api.keys import GROUP, VERSION
+
+from . import render
+
+OK, API_ERROR, USAGE, NOT_FOUND = 0, 1, 2, 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cardpool", description="cardpool: training jobs on accelerator pools")
+    parser.add_argument("--version", action="version", version=f"cardpool {__version__}")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+    parser.add_argument("-A", "--all-namespaces", action="store_true", help="jobs of every namespace")
+    parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("version", help="print the version")
+    sub.add_parser("status", help="pools and jobs at a glance")
+    jobs = sub.add_parser("jobs", help="TrainingJobs as a table")
+    jobs.add_argument("--pool", help="only jobs of this CardPool")
+    jobs.add_argument("--phase", help="only jobs in this phase (e.g. Running, Queued, Failed)")
+    describe = sub.add_parser("describe", help="a job's story: attempts, placement, conditions, events")
+    describe.add_argument("kind", choices=["job", "trainingjob", "tj"])
+    describe.add_argument("name")
+    pool = sub.add_parser("pool", help="a CardPool's capacity per group")
+    pool.add_argument("name")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cardpool", description="cardpool: training jobs on accelerator pools")
-    parser.add_argument("--version", action="version", version=f"cardpool {__version__}")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("version", help="print the version")
-    args = parser.parse_args(argv)
-    if args.command == "version":
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return USAGE if exc.code not in (0, None) else OK
+    if args.command in (None, "version"):
         print(f"cardpool {__version__}")
-        return 0
-    parser.print_help()
-    return 0
+        return OK
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        api = config.new_client_from_config(config_file=args.kubeconfig, context=args.context)
+        _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+        namespace = args.namespace or (active.get("context") or {}).get("namespace") or "default"
+        custom = client.CustomObjectsApi(api)
+        return _run(args, client.CoreV1Api(api), custom, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            print(f"cardpool: not found: {exc.reason}", file=sys.stderr)
+            return NOT_FOUND
+        print(f"cardpool: the API refused: {exc.status} {exc.reason}", file=sys.stderr)
+        return API_ERROR
+    except (config.ConfigException, OSError) as exc:
+        print(f"cardpool: cannot reach the cluster: {exc}", file=sys.stderr)
+        return API_ERROR
+    except Exception as exc:  # urllib3 connection errors and the like: say what failed, exit 1
+        print(f"cardpool: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return API_ERROR
+
+
+def _jobs(custom, args: argparse.Namespace, namespace: str) -> list[dict]:
+    if args.all_namespaces:
+        items = custom.list_cluster_custom_object(GROUP, VERSION, "trainingjobs")["items"]
+    else:
+        items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs")["items"]
+    pool, phase = getattr(args, "pool", None), getattr(args, "phase", None)
+    return sorted((j for j in items if (pool is None or j["spec"]["pool"] == pool)
+                   and (phase is None or ((j.get("status") or {}).get("phase") or "Queued") == phase)),
+                  key=lambda j: (j["metadata"]["namespace"], j["metadata"]["name"]))
+
+
+def _emit(args: argparse.Namespace, data: object, view) -> None:
+    if args.output == "json":
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    elif args.output == "yaml":
+        print(yaml.safe_dump(data, sort_keys=True), end="")
+    else:
+        # piped into a script or a file: whole lines, as kubectl prints them, never cut to 80 columns
+        width = None if sys.stdout.isatty() else 400
+        Console(highlight=False, width=width).print(view())
+
+
+def _run(args: argparse.Namespace, core, custom, namespace: str) -> int:
+    if args.command == "jobs":
+        jobs = _jobs(custom, args, namespace)
+        _emit(args, [render.job_row(j) for j in jobs], lambda: render.jobs_table(jobs))
+    elif args.command == "status":
+        pools = custom.list_cluster_custom_object(GROUP, VERSION, "cardpools")["items"]
+        jobs = _jobs(custom, args, namespace)
+        _emit(args, {"pools": [{"name": p["metadata"]["name"], **(p.get("status") or {})} for p in pools],
+                     "jobs": [render.job_row(j) for j in jobs]}, lambda: render.status_view(pools, jobs))
+    elif args.command == "pool":
+        pool = custom.get_cluster_custom_object(GROUP, VERSION, "cardpools", args.name)
+        _emit(args, {"name": args.name, **(pool.get("status") or {})}, lambda: render.pool_table(pool))
+    elif args.command == "describe":
+        job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs", args.name)
+        events = [core.api_client.sanitize_for_serialization(e) for e in core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={args.name},involvedObject.kind=TrainingJob").items]
+        _emit(args, {"job": job, "events": events}, lambda: render.describe_job(job, events))
+    return OK
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""The `cardpool` command against the real local cluster, as a user runs it: kubeconfig, namespace, output
+formats and exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from jobs import TORCH, make_pool, submit, wait_phase
+from localkube.config import REPO
+from localkube.testing import Kube
+
+
+@pytest.fixture
+def pool(kube: Kube, operator: Any, namespace: str) -> Iterator[str]:
+    yield from make_pool(kube, namespace)
+
+
+def cardpool(kube: Kube, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cardpool.cli.main", "--kubeconfig", str(kube.kubeconfig), *args],
+                          capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(REPO / "operator"),
+                                                                            "PATH": "/usr/bin:/bin"})
+
+
+def test_the_cli_shows_jobs_pools_and_a_jobs_story(kube: Kube, namespace: str, pool: str) -> None:
+    name = submit(kube, namespace, pool, TORCH)
+    wait_phase(kube, namespace, name, "Running")
+
+    rows = json.loads(cardpool(kube, "-n", namespace, "-o", "json", "jobs").stdout)
+    assert [(r["name"], r["phase"], r["size"], r["accelerator"]) for r in rows] == [(name, "Running", "4/4", "H800")]
+    assert json.loads(cardpool(kube, "-n", namespace, "-o", "json", "jobs", "--phase", "Queued").stdout) == []
+
+    table = cardpool(kube, "-n", namespace, "jobs")
+    assert table.returncode == 0 and name in table.stdout and "Running" in table.stdout
+
+    story = cardpool(kube, "-n", namespace, "describe", "job", name)
+    assert story.returncode == 0
+    assert "Attempts" in story.stdout and "GangPlaced" in story.stdout and "h800" in story.stdout
+
+    groups = yaml.safe_load(cardpool(kube, "-o", "yaml", "pool", pool).stdout)["groups"]
+    h800 = next(g for g in groups if g["name"] == "h800")
+    assert h800["allocatedCards"] == 32
+
+    status = cardpool(kube, "-n", namespace, "status")
+    assert status.returncode == 0 and pool in status.stdout and "1 Running" in status.stdout
+
+    missing = cardpool(kube, "-n", namespace, "describe", "job", "no-such-job")
+    assert missing.returncode == 3 and "not found" in missing.stderr
