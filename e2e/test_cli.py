@@ -52,3 +52,26 @@ def test_the_cli_shows_jobs_pools_and_a_jobs_story(kube: Kube, namespace: str, p
 
     missing = cardpool(kube, "-n", namespace, "describe", "job", "no-such-job")
     assert missing.returncode == 3 and "not found" in missing.stderr
+
+
+def test_drain_and_undrain_go_through_the_operators_drain(kube: Kube, namespace: str, pool: str) -> None:
+    from jobs import get_job
+    from localkube.waiting import wait_for
+    from test_fault_tolerance import drained, rank_nodes, returned, wait_attempt
+
+    name = submit(kube, namespace, pool, TORCH)
+    wait_attempt(kube, namespace, name, 1)
+    node = rank_nodes(kube, namespace, name, 1)[2]
+    try:
+        done = cardpool(kube, "drain", node, "--reason", "bios update")
+        assert done.returncode == 0 and "drain requested" in done.stdout
+        record = wait_for(f"node {node} to be drained", lambda: drained(kube, node), timeout=60)
+        assert record["reason"] == "DrainRequested"
+        status = wait_attempt(kube, namespace, name, 2)
+        assert status["lastFailure"]["reason"] == "DrainRequested" and status["restarts"]["counted"] == 0
+        assert node not in rank_nodes(kube, namespace, name, 2).values()
+    finally:
+        assert cardpool(kube, "undrain", node).returncode == 0
+    wait_for(f"node {node} to be returned without probation", lambda: returned(kube, node), timeout=30)
+    assert get_job(kube, namespace, name)["status"]["attempt"] == 2  # the job is not moved back
+    assert cardpool(kube, "drain", "no-such-node").returncode == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,6 +54,13 @@ SCENARIOS = [
      []),
     ("a fault during probation restarts it", [node(0, NOT_READY, drain=drained(healthy_for=300))],
      [("h800-0", "Record")], []),
+    ("a requested drain is carried out even beyond the cap",
+     [node(0, NOT_READY, drain=drained()), node(1, NOT_READY, drain=drained()),
+      replace(node(2), drain_requested="bios update")] + [node(i) for i in range(3, 8)], [("h800-2", "Drain")], []),
+    ("a node whose drain request is removed is returned at once, without probation",
+     [node(0, drain=drained("DrainRequested"))], [("h800-0", "Return")], []),
+    ("a node still requested stays drained",
+     [replace(node(0, drain=drained("DrainRequested")), drain_requested="x")], [], []),
     ("a drained node no pool selects any more is returned",
      [node(0, labels={"other": "x"}, drain=drained())], [("h800-0", "Return")], []),
 ]

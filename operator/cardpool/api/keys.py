@@ -22,6 +22,10 @@ LABEL_POOL = "cardpool.io/pool"
 # annotation that is the drain's memory (why, since when, whether cardpool cordoned, healthy since when).
 TAINT_DRAIN = "cardpool.io/drain"
 ANNOTATION_DRAIN = "cardpool.io/drain"
+# A person's request to drain a node (`cardpool drain NODE`): its value is the reason. The operator drains
+# the node like a faulty one (its jobs restart elsewhere with a graceful stop) and returns it as soon as the
+# request is removed (`cardpool undrain NODE`), without probation.
+ANNOTATION_DRAIN_REQUEST = "cardpool.io/drain-request"
 # Progress reports of rank 0, a JSON annotation on its own pod: {"step": .., "totalSteps": .., "time": ..}.
 ANNOTATION_PROGRESS = "cardpool.io/progress"
 

@@ -1,4 +1,5 @@
-"""The `cardpool` command (also `kubectl cardpool`): pools and jobs at a glance, job stories, pool capacity.
+"""The `cardpool` command (also `kubectl cardpool`): pools and jobs at a glance, job stories, pool capacity,
+drain requests.
 
 Follows kubectl's conventions: --kubeconfig (else $KUBECONFIG, else ~/.kube/config), --context,
 -n/--namespace (else the context's namespace), -A/--all-namespaces, -o table|json|yaml.
@@ -15,7 +16,7 @@ import yaml
 from rich.console import Console
 
 from cardpool import __version__
-from cardpool.api.keys import GROUP, VERSION
+from cardpool.api.keys import ANNOTATION_DRAIN_REQUEST, GROUP, VERSION
 
 from . import render
 
@@ -41,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     describe.add_argument("name")
     pool = sub.add_parser("pool", help="a CardPool's capacity per group")
     pool.add_argument("name")
+    drain = sub.add_parser("drain", help="ask the operator to drain a node (its jobs restart elsewhere)")
+    drain.add_argument("node")
+    drain.add_argument("--reason", default="", help="why, shown in the node's drain record and events")
+    undrain = sub.add_parser("undrain", help="withdraw a drain request; the operator returns the node")
+    undrain.add_argument("node")
     return parser
 
 
@@ -109,6 +115,11 @@ def _run(args: argparse.Namespace, core, custom, namespace: str) -> int:
     elif args.command == "pool":
         pool = custom.get_cluster_custom_object(GROUP, VERSION, "cardpools", args.name)
         _emit(args, {"name": args.name, **(pool.get("status") or {})}, lambda: render.pool_table(pool))
+    elif args.command in ("drain", "undrain"):
+        # the operator's own mechanism: a request on the node that its drain pass acts on (one writer)
+        request = (args.reason or "requested with cardpool drain") if args.command == "drain" else None
+        core.patch_node(args.node, {"metadata": {"annotations": {ANNOTATION_DRAIN_REQUEST: request}}})
+        print(f"node {args.node}: drain {'requested' if request else 'request withdrawn'}")
     elif args.command == "describe":
         job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs", args.name)
         events = [core.api_client.sanitize_for_serialization(e) for e in core.list_namespaced_event(

@@ -7,7 +7,9 @@ name owns a node's drain, so each node has one writer):
   for placement and for the jobs on them;
 - a drained node that is healthy again starts its probation; a fault during probation restarts it;
 - after probationSeconds of health the node is returned: taint and drain record removed, uncordoned if
-  cardpool cordoned it.
+  cardpool cordoned it;
+- a node a person asked to drain (annotation cardpool.io/drain-request, `cardpool drain`) is drained even
+  beyond the cap, and returned as soon as the request is removed (no probation: nothing was wrong with it).
 The training pods on a faulty node are not touched here: their jobs restart as new attempts (lifecycle).
 Which other pods a drain evicts is a filter chain, as in kubectl drain: a decision and a reason per pod.
 """
@@ -21,6 +23,8 @@ from cardpool.api.cardpool import CardPoolSpec, HealthPolicy, NodeGroup
 
 from .health import NodeHealth, classify
 from .observed import DrainRecord, ObservedNode
+
+REQUESTED = "DrainRequested"
 
 
 def member_group(spec: CardPoolSpec, labels: dict[str, str]) -> NodeGroup | None:
@@ -97,7 +101,7 @@ def plan_drains(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode], now: 
             if record is None:
                 if health.healthy:
                     continue
-                if drained < cap:
+                if drained < cap or health.reason == REQUESTED:  # a person's request is not held to the cap
                     drained += 1
                     plan.actions.append(NodeAction(node.name, "Drain", DrainRecord(
                         health.reason, now, cordoned=not node.unschedulable), health.message))
@@ -109,6 +113,11 @@ def plan_drains(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode], now: 
                     plan.events.append(NodeEvent(node.name, "Warning", "DrainCapReached",
                                                  f"{health.message}; not drained: {drained} of {len(members)} "
                                                  f"nodes of group {group_name} are drained (cap {cap})", pool))
+            elif record.reason == REQUESTED and node.drain_requested is None and health.healthy:
+                plan.actions.append(NodeAction(node.name, "Return", None, f"node {node.name}: drain request removed"))
+                plan.events.append(NodeEvent(node.name, "Normal", "NodeReturned",
+                                             f"node {node.name}: the drain request was removed; it takes workers "
+                                             f"again"))
             elif not health.healthy:
                 if record.healthy_since is not None:
                     plan.actions.append(NodeAction(node.name, "Record", replace(record, healthy_since=None),

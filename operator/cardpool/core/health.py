@@ -12,7 +12,7 @@ from cardpool.api.cardpool import HealthPolicy
 from .observed import ObservedNode
 
 ALWAYS_FAULT_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
-FAULTS = ("NodeNotReady", "NodeUnknown", "NodeCondition", "NodeTaint", "CardFault", "NodeMissing")
+FAULTS = ("NodeNotReady", "NodeUnknown", "NodeCondition", "NodeTaint", "CardFault", "NodeMissing", "DrainRequested")
 LOST = ("NodeNotReady", "NodeUnknown", "NodeMissing")
 """Faults whose kubelet may never confirm a pod's end: its pods' deletion is not waited for."""
 
@@ -29,6 +29,9 @@ class NodeHealth:
 
 def classify(node: ObservedNode, resource: str, cards_per_node: int, policy: HealthPolicy) -> NodeHealth:
     """`resource` and `cards_per_node`: the node group's card resource and expected cards."""
+    if node.drain_requested is not None:
+        return NodeHealth(False, False, "DrainRequested",
+                          f"node {node.name}: drain requested ({node.drain_requested or 'no reason given'})")
     ready = node.conditions.get("Ready")
     if ready == "False":
         return NodeHealth(False, False, "NodeNotReady", f"node {node.name} is not Ready")

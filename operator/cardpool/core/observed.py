@@ -37,6 +37,8 @@ class ObservedNode:
     """(key, effect)."""
     unschedulable: bool = False
     drain: DrainRecord | None = None
+    drain_requested: str | None = None
+    """A person asked for a drain (`cardpool drain`), with this reason."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from cardpool.api.keys import (
     ANNOTATION_DRAIN,
+    ANNOTATION_DRAIN_REQUEST,
     ANNOTATION_PROGRESS,
     LABEL_ATTEMPT,
     LABEL_JOB,
@@ -54,7 +55,8 @@ def node(body: Mapping[str, Any]) -> ObservedNode:
         conditions={c["type"]: c["status"] for c in status.get("conditions") or []},
         taints=tuple((t["key"], t.get("effect", "")) for t in spec.get("taints") or []),
         unschedulable=bool(spec.get("unschedulable")),
-        drain=drain_record((meta.get("annotations") or {}).get(ANNOTATION_DRAIN), meta["name"]))
+        drain=drain_record((meta.get("annotations") or {}).get(ANNOTATION_DRAIN), meta["name"]),
+        drain_requested=(meta.get("annotations") or {}).get(ANNOTATION_DRAIN_REQUEST))
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
