@@ -1,6 +1,7 @@
-"""GitOps on the real local cluster: the Argo CD health checks (manifests/argocd/) run in a real Lua
-interpreter over the statuses of live jobs in every phase, and `kubectl diff` of an applied manifest shows
-no drift once the operator has reconciled (it writes only status)."""
+"""GitOps on the real local cluster: kstatus (sigs.k8s.io/cli-utils, built from e2e/kstatus) and the Argo CD
+health checks (manifests/argocd/, in a real Lua interpreter) over the statuses of live jobs in every phase
+and of a pool, and `kubectl diff` of an applied manifest shows no drift once the operator has reconciled
+(it writes only status)."""
 
 from __future__ import annotations
 
@@ -53,8 +54,15 @@ def argo_health(kind: str, obj: dict, tmp_path: Path) -> tuple[str, str]:
     return status, message.strip()
 
 
-def test_argo_cd_health_of_jobs_in_every_phase_and_of_the_pool(kube: Kube, namespace: str, pool: str,
-                                                               tmp_path: Path) -> None:
+def kstatus(kube: Kube, *objects: dict) -> list[tuple[str, str]]:
+    lines = "".join(json.dumps(o) + "\n" for o in objects)
+    done = subprocess.run([str(kube.bindir / "kstatus")], input=lines, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, f"kstatus exited {done.returncode}: {done.stderr}"
+    return [tuple(line.split("\t", 1)) for line in done.stdout.splitlines()]
+
+
+def test_kstatus_and_argo_cd_read_jobs_in_every_phase_and_the_pool(kube: Kube, namespace: str, pool: str,
+                                                                   tmp_path: Path) -> None:
     small = {"spec.workers.size": {"min": 1, "max": 1}}
     running = submit(kube, namespace, pool, TORCH, **small)
     done = submit(kube, namespace, pool, TORCH, **small, **{"metadata.name": "done"})
@@ -68,14 +76,23 @@ def test_argo_cd_health_of_jobs_in_every_phase_and_of_the_pool(kube: Kube, names
     faults.fail_pod(kube.core, namespace, f"{failed}-a1-0", exit_code=2)
     expected = {running: ("Running", "Healthy"), done: ("Succeeded", "Healthy"), failed: ("Failed", "Degraded"),
                 queued: ("Queued", "Progressing"), suspended: ("Suspended", "Suspended")}
+    # kstatus: Current once reconciled and settled; InProgress while it works toward the spec; Failed when
+    # the job failed (Stalled); a suspended job is Current (settled as asked)
+    kstatus_of = {"Running": "Current", "Succeeded": "Current", "Failed": "Failed", "Queued": "InProgress",
+                  "Suspended": "Current"}
     for name, (phase, health) in expected.items():
         wait_phase(kube, namespace, name, phase)
-        status, message = argo_health("TrainingJob", get_job(kube, namespace, name), tmp_path)
+        body = get_job(kube, namespace, name)
+        status, message = argo_health("TrainingJob", body, tmp_path)
         assert (status, message.split(" ")[0]) == (health, phase), message
+        assert kstatus(kube, body)[0][0] == kstatus_of[phase], (phase, kstatus(kube, body))
     fresh = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "metadata": {"generation": 1}}
     assert argo_health("TrainingJob", fresh, tmp_path)[0] == "Progressing"
     body = client.CustomObjectsApi(kube.api).get_cluster_custom_object(GROUP, VERSION, "cardpools", pool)
     assert argo_health("CardPool", body, tmp_path)[0] == "Healthy"
+    assert kstatus(kube, body)[0][0] == "Current"
+    stale = {**body, "metadata": {**body["metadata"], "generation": body["metadata"]["generation"] + 1}}
+    assert kstatus(kube, stale)[0][0] == "InProgress"  # the operator has not seen the latest spec
     unready = {**body, "status": {**body["status"], "conditions": [
         {"type": "Ready", "status": "False", "reason": "GroupWithoutNodes", "message": "no node matches"}]}}
     assert argo_health("CardPool", unready, tmp_path) == ("Degraded", "GroupWithoutNodes: no node matches")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local cluster's binaries (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
-# etcd, kwok) from the pinned Go modules under e2e/{k8s,etcd,kwok} and prints the folder that holds them.
+# etcd, kwok) and the kstatus checker from the pinned Go modules under e2e/{k8s,etcd,kwok,kstatus} and
+# prints the folder that holds them.
 #
 # Each component is cached outside the clone under $CARDPOOL_CACHE (default ~/.cache/cardpool), keyed by
 # its pinned version and a hash of its go.mod + go.sum + the Go version, so it is rebuilt only when a pin
@@ -14,10 +15,12 @@ export CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
 log() { printf '[build-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# key MODULE_DIR VERSION LDFLAGS -> "<version>-<hash of the pins, the toolchain and the link flags>"
+# key MODULE_DIR VERSION LDFLAGS -> "<version>-<hash of the pins, our own Go sources (e2e/kstatus has
+# some), the toolchain and the link flags>"
 key() {
   local sum
-  sum=$(cat "$here/$1/go.mod" "$here/$1/go.sum" <(echo "$goversion $CGO_ENABLED $3") | sha256sum | cut -c1-12)
+  sum=$(cat "$here/$1/go.mod" "$here/$1/go.sum" $(find "$here/$1" -maxdepth 1 -name '*.go' | sort) \
+    <(echo "$goversion $CGO_ENABLED $3") | sha256sum | cut -c1-12)
   echo "$2-$sum"
 }
 
@@ -61,13 +64,18 @@ build kwok "$kwok" "-X sigs.k8s.io/kwok/pkg/consts.Version=$kwok -X sigs.k8s.io/
   sigs.k8s.io/kwok/cmd/kwok
 kwok_out=$out
 
-# One folder with every binary, named after the three component keys.
-bin="$cache/bin/$(basename "$k8s_out")_$(basename "$etcd_out")_$(basename "$kwok_out")"
+kstatus=$(pinned kstatus sigs.k8s.io/cli-utils)
+build kstatus "$kstatus" "" .
+kstatus_out=$out
+
+# One folder with every binary, named after the component keys.
+bin="$cache/bin/$(basename "$k8s_out")_$(basename "$etcd_out")_$(basename "$kwok_out")_$(basename "$kstatus_out")"
 if [[ ! -d "$bin" ]]; then
   mkdir -p "$bin.tmp"
   for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do ln -sf "$k8s_out/$b" "$bin.tmp/$b"; done
   ln -sf "$etcd_out/etcd" "$bin.tmp/etcd"
   ln -sf "$kwok_out/kwok" "$bin.tmp/kwok"
+  ln -sf "$kstatus_out/kstatus" "$bin.tmp/kstatus"
   rm -rf "$bin"; mv "$bin.tmp" "$bin"
 fi
 echo "$bin"

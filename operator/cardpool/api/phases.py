@@ -1,7 +1,9 @@
 """How a TrainingJob's phase shows in its conditions, so kstatus (Flux, cli-utils) and people read it alike.
 
-kstatus computes: Stalled=True -> Failed; Reconciling=True -> InProgress; otherwise Current (when
-status.observedGeneration == metadata.generation). Ready is for people and Argo CD.
+kstatus computes: Stalled=True -> Failed; Reconciling=True -> InProgress; Ready=False -> InProgress (the
+real library, sigs.k8s.io/cli-utils v0.37, reads Ready too: e2e/test_gitops.py runs it); otherwise Current
+(when status.observedGeneration == metadata.generation). So a job suspended on purpose is Ready: it is in
+the state its spec asks for.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ PHASE_CONDITIONS: dict[Phase, tuple[bool, bool, bool, bool]] = {
     Phase.STARTING: (False, True, False, False),  # InProgress: gang pods being created and started
     Phase.RUNNING: (True, False, False, False),  # Current
     Phase.RESTARTING: (False, True, False, False),  # InProgress: new attempt from the latest checkpoint
-    Phase.SUSPENDED: (False, False, False, True),  # Current: suspended on purpose
+    Phase.SUSPENDED: (True, False, False, True),  # Current: suspended on purpose, as the spec asks
     Phase.SUCCEEDED: (True, False, False, False),  # Current: finished
     Phase.FAILED: (False, False, True, False),  # Failed
 }
