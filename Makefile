@@ -18,7 +18,7 @@ up: deps venv binaries
 	$(PY) -m localkube up --fleet e2e/fleets/small.yaml
 	$(KUBECTL) apply --server-side -k crds/
 	$(KUBECTL) wait --for condition=established --timeout=60s $(addprefix -f ,$(CRD_FILES))
-	$(KUBECTL) apply --server-side -f manifests/admission/
+	$(KUBECTL) apply --server-side -k manifests/admission/
 	$(MAKE) --no-print-directory operator
 	@# the demo: a mixed-vendor pool and three jobs; two run, the mixed one waits for cards
 	$(KUBECTL) apply --server-side -f manifests/examples/pool-mixed-vendor.yaml

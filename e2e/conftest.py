@@ -82,7 +82,7 @@ def crds(kube: Kube) -> list[str]:
     files = sorted(CRDS.glob("cardpool.io_*.yaml"))
     kube.run("apply", "--server-side", "--force-conflicts", "-k", str(CRDS))
     kube.run("wait", "--for", "condition=Established", "--timeout=60s", *(f"-f{f}" for f in files))
-    kube.run("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "manifests" / "admission"))
+    kube.run("apply", "--server-side", "--force-conflicts", "-k", str(REPO / "manifests" / "admission"))
     return [f.name for f in files]
 
 

@@ -53,6 +53,18 @@ def test_the_cli_shows_jobs_pools_and_a_jobs_story(kube: Kube, namespace: str, p
     missing = cardpool(kube, "-n", namespace, "describe", "job", "no-such-job")
     assert missing.returncode == 3 and "not found" in missing.stderr
 
+    # --watch streams until Ctrl-C, which ends it cleanly
+    import signal
+    import time
+
+    watch = subprocess.Popen([sys.executable, "-m", "cardpool.cli.main", "--kubeconfig", str(kube.kubeconfig),
+                              "-n", namespace, "-o", "json", "--watch", "0.3", "jobs"], stdout=subprocess.PIPE,
+                             text=True, env={"PYTHONPATH": str(REPO / "operator"), "PATH": "/usr/bin:/bin"})
+    time.sleep(3)  # a few rounds of 0.3 s; what is asserted is that more than one came, not their timing
+    watch.send_signal(signal.SIGINT)
+    out, _ = watch.communicate(timeout=30)
+    assert watch.returncode == 0 and out.count(f'"name": "{name}"') >= 2
+
 
 def test_drain_and_undrain_go_through_the_operators_drain(kube: Kube, namespace: str, pool: str) -> None:
     from jobs import get_job
@@ -75,3 +87,30 @@ def test_drain_and_undrain_go_through_the_operators_drain(kube: Kube, namespace:
     wait_for(f"node {node} to be returned without probation", lambda: returned(kube, node), timeout=30)
     assert get_job(kube, namespace, name)["status"]["attempt"] == 2  # the job is not moved back
     assert cardpool(kube, "drain", "no-such-node").returncode == 3
+
+
+def test_the_card_map_shows_a_running_job_in_the_terminal_and_as_an_svg(kube: Kube, namespace: str, pool: str,
+                                                                        tmp_path) -> None:
+    import io
+
+    import cairosvg
+    from PIL import Image
+
+    from cardpool.cli import cardmap
+    from test_fault_tolerance import rank_nodes, wait_attempt
+
+    name = submit(kube, namespace, pool, TORCH)
+    wait_attempt(kube, namespace, name, 1)
+    nodes = set(rank_nodes(kube, namespace, name, 1).values())
+    image = tmp_path / "map.svg"
+    shown = cardpool(kube, "-o", "json", "map", pool, "--svg", str(image))
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    letter = next(k for k, v in data["jobs"].items() if v == f"{namespace}/{name}")
+    rows = {r["node"]: r["cells"] for r in data["nodes"]}
+    assert all(rows[n] == letter * 8 for n in nodes)  # the job's 4 nodes: 8 busy cards each
+    png = Image.open(io.BytesIO(cairosvg.svg2png(url=str(image)))).convert("RGB")
+    order = [r["node"] for r in data["nodes"]]
+    expected = tuple(int(cardmap.cell_color(letter)[i:i + 2], 16) for i in (1, 3, 5))
+    assert all(png.getpixel(cardmap.cell_center(order.index(n), 0)) == expected for n in nodes)
+    assert cardpool(kube, "map", pool).returncode == 0

@@ -109,3 +109,15 @@ def test_an_applied_job_shows_no_drift_once_the_operator_has_reconciled(kube: Ku
     kube.run("apply", "--server-side", "--force-conflicts", "-f", str(manifest))
     diff = kube.run("diff", "--server-side", "--force-conflicts", "-f", str(manifest), check=False)
     assert diff.returncode == 0, diff.stdout
+
+
+@pytest.mark.parametrize(("overlay", "replicas"), [("manifests", 2), ("manifests/overlays/dev", 1),
+                                                   ("manifests/overlays/ha", 3)])
+def test_the_kustomize_base_and_overlays_build(kube: Kube, overlay: str, replicas: int) -> None:
+    objects = list(yaml.safe_load_all(kube.run("kustomize", str(REPO / overlay)).stdout))
+    kinds = sorted({o["kind"] for o in objects})
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Namespace",
+                     "Role", "RoleBinding", "ServiceAccount", "ValidatingAdmissionPolicy",
+                     "ValidatingAdmissionPolicyBinding"]
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == replicas

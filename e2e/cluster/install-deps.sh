@@ -10,6 +10,7 @@ command -v git >/dev/null || need+=(git)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v go >/dev/null || need+=(golang-go)
 command -v lua5.4 >/dev/null || need+=(lua5.4)  # runs the Argo CD health checks in e2e/test_gitops.py
+ldconfig -p 2>/dev/null | grep -q 'libcairo.so.2 ' || need+=(libcairo2)  # cairosvg renders the SVG card map
 if ((${#need[@]})); then
   echo "installing Debian packages: ${need[*]}" >&2
   sudo=""; [[ $(id -u) == 0 ]] || sudo=sudo

@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 import yaml
 from rich.console import Console
+from rich.live import Live
 
 from cardpool import __version__
-from cardpool.api.keys import ANNOTATION_DRAIN_REQUEST, GROUP, VERSION
+from cardpool.api.keys import ANNOTATION_DRAIN_REQUEST, GROUP, LABEL_MANAGED_BY, MANAGED_BY, VERSION
 
-from . import render
+from . import cardmap, render
 
 OK, API_ERROR, USAGE, NOT_FOUND = 0, 1, 2, 3
 
@@ -31,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-n", "--namespace", help="namespace (default: the context's)")
     parser.add_argument("-A", "--all-namespaces", action="store_true", help="jobs of every namespace")
     parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+    parser.add_argument("-w", "--watch", nargs="?", type=float, const=2.0, metavar="SECONDS",
+                        help="show again every SECONDS (default 2) until Ctrl-C: status, jobs, describe, pool, map")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("version", help="print the version")
     sub.add_parser("status", help="pools and jobs at a glance")
@@ -42,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     describe.add_argument("name")
     pool = sub.add_parser("pool", help="a CardPool's capacity per group")
     pool.add_argument("name")
+    card_map = sub.add_parser("map", help="a pool's card map: each node's cards, busy by job, free, unhealthy")
+    card_map.add_argument("name")
+    card_map.add_argument("--svg", metavar="FILE", help="also write the map as an SVG image")
     drain = sub.add_parser("drain", help="ask the operator to drain a node (its jobs restart elsewhere)")
     drain.add_argument("node")
     drain.add_argument("--reason", default="", help="why, shown in the node's drain record and events")
@@ -104,6 +111,22 @@ def _emit(args: argparse.Namespace, data: object, view) -> None:
 
 
 def _run(args: argparse.Namespace, core, custom, namespace: str) -> int:
+    if not args.watch or args.command in ("drain", "undrain"):
+        return _show(args, core, custom, namespace, _emit)
+    try:
+        if args.output != "table":  # a stream of documents, like kubectl get -w -o json
+            while True:
+                _show(args, core, custom, namespace, _emit)
+                time.sleep(args.watch)
+        with Live(console=Console(highlight=False), auto_refresh=False) as live:
+            while True:
+                _show(args, core, custom, namespace, lambda _a, _d, view: live.update(view(), refresh=True))
+                time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return OK
+
+
+def _show(args: argparse.Namespace, core, custom, namespace: str, _emit) -> int:
     if args.command == "jobs":
         jobs = _jobs(custom, args, namespace)
         _emit(args, [render.job_row(j) for j in jobs], lambda: render.jobs_table(jobs))
@@ -115,6 +138,19 @@ def _run(args: argparse.Namespace, core, custom, namespace: str) -> int:
     elif args.command == "pool":
         pool = custom.get_cluster_custom_object(GROUP, VERSION, "cardpools", args.name)
         _emit(args, {"name": args.name, **(pool.get("status") or {})}, lambda: render.pool_table(pool))
+    elif args.command == "map":
+        pool = custom.get_cluster_custom_object(GROUP, VERSION, "cardpools", args.name)
+        sanitize = core.api_client.sanitize_for_serialization
+        nodes = [sanitize(n) for n in core.list_node().items]
+        pods = [sanitize(p) for p in core.list_pod_for_all_namespaces(
+            label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}").items]
+        built = cardmap.build(pool, nodes, pods)
+        if args.svg:
+            with open(args.svg, "w") as f:
+                f.write(cardmap.svg(built))
+        _emit(args, {"pool": built.pool, "jobs": built.jobs,
+                     "nodes": [{"group": r.group, "node": r.node, "cells": "".join(r.cells)} for r in built.nodes]},
+              lambda: cardmap.terminal(built))
     elif args.command in ("drain", "undrain"):
         # the operator's own mechanism: a request on the node that its drain pass acts on (one writer)
         request = (args.reason or "requested with cardpool drain") if args.command == "drain" else None
