@@ -126,18 +126,19 @@ def _run(args: argparse.Namespace, core, custom, namespace: str) -> int:
         return OK
 
 
-def _show(args: argparse.Namespace, core, custom, namespace: str, _emit) -> int:
+def _show(args: argparse.Namespace, core, custom, namespace: str, emit) -> int:
+    """Read what the command shows and hand it to `emit` (print once, or update a live view)."""
     if args.command == "jobs":
         jobs = _jobs(custom, args, namespace)
-        _emit(args, [render.job_row(j) for j in jobs], lambda: render.jobs_table(jobs))
+        emit(args, [render.job_row(j) for j in jobs], lambda: render.jobs_table(jobs))
     elif args.command == "status":
         pools = custom.list_cluster_custom_object(GROUP, VERSION, "cardpools")["items"]
         jobs = _jobs(custom, args, namespace)
-        _emit(args, {"pools": [{"name": p["metadata"]["name"], **(p.get("status") or {})} for p in pools],
+        emit(args, {"pools": [{"name": p["metadata"]["name"], **(p.get("status") or {})} for p in pools],
                      "jobs": [render.job_row(j) for j in jobs]}, lambda: render.status_view(pools, jobs))
     elif args.command == "pool":
         pool = custom.get_cluster_custom_object(GROUP, VERSION, "cardpools", args.name)
-        _emit(args, {"name": args.name, **(pool.get("status") or {})}, lambda: render.pool_table(pool))
+        emit(args, {"name": args.name, **(pool.get("status") or {})}, lambda: render.pool_table(pool))
     elif args.command == "map":
         pool = custom.get_cluster_custom_object(GROUP, VERSION, "cardpools", args.name)
         sanitize = core.api_client.sanitize_for_serialization
@@ -148,7 +149,7 @@ def _show(args: argparse.Namespace, core, custom, namespace: str, _emit) -> int:
         if args.svg:
             with open(args.svg, "w") as f:
                 f.write(cardmap.svg(built))
-        _emit(args, {"pool": built.pool, "jobs": built.jobs,
+        emit(args, {"pool": built.pool, "jobs": built.jobs,
                      "nodes": [{"group": r.group, "node": r.node, "cells": "".join(r.cells)} for r in built.nodes]},
               lambda: cardmap.terminal(built))
     elif args.command in ("drain", "undrain"):
@@ -160,7 +161,7 @@ def _show(args: argparse.Namespace, core, custom, namespace: str, _emit) -> int:
         job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs", args.name)
         events = [core.api_client.sanitize_for_serialization(e) for e in core.list_namespaced_event(
             namespace, field_selector=f"involvedObject.name={args.name},involvedObject.kind=TrainingJob").items]
-        _emit(args, {"job": job, "events": events}, lambda: render.describe_job(job, events))
+        emit(args, {"job": job, "events": events}, lambda: render.describe_job(job, events))
     return OK
 
 
