@@ -109,3 +109,11 @@ def test_the_eviction_filter_skips_what_a_drain_must_not_evict() -> None:
     assert [n for n, (evict, _) in decisions.items() if evict] == ["web", "rs"]
     assert decisions["ds"][1].startswith("a DaemonSet pod")
     assert decisions["worker"][1].startswith("a cardpool worker")
+
+
+def test_every_fault_reason_is_a_documented_one() -> None:
+    from cardpool.core.health import FAULTS, LOST
+
+    reasons = {a.record.reason for _, nodes, *_ in SCENARIOS
+               for a in plan_drains({"mixed": POOL}, nodes, NOW).actions if a.record is not None}
+    assert reasons and reasons <= set(FAULTS) and set(LOST) <= set(FAULTS)

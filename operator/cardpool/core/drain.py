@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from cardpool.api.cardpool import CardPoolSpec, HealthPolicy, NodeGroup
 
-from .health import NodeHealth, classify
+from .health import classify
 from .observed import DrainRecord, ObservedNode
 
 REQUESTED = "DrainRequested"
@@ -58,8 +58,6 @@ class DrainPlan:
     held: dict[str, str] = field(default_factory=dict)
     """Faulty nodes not drained because their group is at its cap: node -> reason."""
     events: list[NodeEvent] = field(default_factory=list)
-    health: dict[str, NodeHealth] = field(default_factory=dict)
-    """Every pool node's health as classified in this pass."""
 
 
 def drain_cap(policy: HealthPolicy, group_nodes: int) -> int:
@@ -96,7 +94,6 @@ def plan_drains(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode], now: 
         drained = sum(1 for n in members if n.drain is not None)
         for node in members:
             health = classify(node, group.accelerator.resource, group.accelerator.cards_per_node, policy)
-            plan.health[node.name] = health
             record = node.drain
             if record is None:
                 if health.healthy:
