@@ -1,14 +1,17 @@
 """Helpers of the operator tests: a CardPool per test over the small fleet, submitting example jobs, waiting
-for phases (with deadlines), reading pods and their env."""
+for phases and attempts (with deadlines), reading pods and their env, reporting checkpoints as rank 0 does,
+and reading a node's drain."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from cardpool.api.keys import GROUP, LABEL_JOB, VERSION
+from cardpool.api.keys import ANNOTATION_DRAIN, GROUP, LABEL_JOB, TAINT_DRAIN, VERSION
+from cardpool.runtime import Contract, Saved, report_checkpoint
 from localkube.testing import Kube
 from localkube.waiting import NotYet, wait_for
 from manifests import edit, example
@@ -17,6 +20,10 @@ POOL = "pool-mixed-vendor.yaml"
 TORCH = "job-pytorch-homogeneous.yaml"  # 4 x 8 cards, [H800, A100]
 MINDSPORE = "job-mindspore-elastic-ascend.yaml"  # 2..6 x 8 cards, unit 2, Ascend910B
 TIMEOUT = 60
+# a pool that returns healed nodes quickly and force-removes pods of lost nodes after 10 s
+PROBATION_S = 3
+HEALTH = {"spec.health": {"faultConditions": ["KernelDeadlock", "GPUUnhealthy"], "probationSeconds": PROBATION_S,
+                          "maxDrainedPercent": 34, "stuckTerminatingSeconds": 10}}
 
 
 def make_pool(kube: Kube, namespace: str, changes: dict[str, object] | None = None) -> Iterator[str]:
@@ -77,3 +84,55 @@ def node_model(kube: Kube, node: str) -> str:
     return kube.core.read_node(node).metadata.labels["localkube.cardpool.io/group"]
 
 
+def returned(kube: Kube, node: str) -> bool:
+    n = kube.core.read_node(node)
+    if ANNOTATION_DRAIN in (n.metadata.annotations or {}) or n.spec.unschedulable:
+        raise NotYet(f"drain record {(n.metadata.annotations or {}).get(ANNOTATION_DRAIN)}, "
+                     f"unschedulable={n.spec.unschedulable}")
+    if any(t.key == TAINT_DRAIN for t in n.spec.taints or []):
+        raise NotYet("still tainted")
+    return True
+
+
+def drained(kube: Kube, node: str) -> dict:
+    n = kube.core.read_node(node)
+    taints = {t.key: (t.value, t.effect) for t in n.spec.taints or []}
+    if TAINT_DRAIN not in taints or not n.spec.unschedulable:
+        raise NotYet(f"taints {taints}, unschedulable={n.spec.unschedulable}")
+    return json.loads(n.metadata.annotations[ANNOTATION_DRAIN]) | {"taint": taints[TAINT_DRAIN]}
+
+
+def rank_nodes(kube: Kube, namespace: str, job: str, attempt: int) -> dict[int, str]:
+    return {int(p.metadata.labels["cardpool.io/rank"]): p.spec.node_name
+            for p in pods_of(kube, namespace, job) if p.metadata.labels["cardpool.io/attempt"] == str(attempt)}
+
+
+def wait_attempt(kube: Kube, namespace: str, job: str, attempt: int, phase: str = "Running",
+                 timeout: float = TIMEOUT) -> dict:
+    def check() -> dict:
+        status = get_job(kube, namespace, job).get("status") or {}
+        if status.get("attempt") != attempt or status.get("phase") != phase:
+            ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+            raise NotYet(f"attempt {status.get('attempt')} {status.get('phase')}: {ready.get('reason')} "
+                         f"{ready.get('message')}")
+        return status
+
+    return wait_for(f"TrainingJob {namespace}/{job} attempt {attempt} to be {phase}", check, timeout=timeout)
+
+
+def checkpoint(kube: Kube, namespace: str, job: str, attempt: int, step: int, world_size: int) -> None:
+    """Report a checkpoint as rank 0 would, and wait until the operator has recorded it."""
+    body = get_job(kube, namespace, job)
+    contract = Contract.from_env({"CARDPOOL_JOB": job, "CARDPOOL_NAMESPACE": namespace,
+                                  "CARDPOOL_ATTEMPT": str(attempt), "CARDPOOL_RANK": "0", "CARDPOOL_WORKERS": "1",
+                                  "CARDPOOL_CARDS_PER_WORKER": "8", "CARDPOOL_WORLD_SIZE": str(world_size),
+                                  "CARDPOOL_JOB_UID": body["metadata"]["uid"]})
+    report_checkpoint(contract, Saved(step, f"s3://ckpt/{job}/{step}", world_size, None), kube.api)
+
+    def recorded() -> bool:
+        last = (get_job(kube, namespace, job).get("status") or {}).get("lastCheckpoint") or {}
+        if last.get("step") != step:
+            raise NotYet(f"lastCheckpoint {last}")
+        return True
+
+    wait_for(f"checkpoint step {step} of {job} to be recorded", recorded, timeout=TIMEOUT)

@@ -13,11 +13,22 @@ import pytest
 from kubernetes import client
 
 from cardpool.api.keys import GROUP, VERSION
-from jobs import TIMEOUT, TORCH, env_of, get_job, make_pool, pods_of, submit, wait_phase
+from jobs import (
+    TIMEOUT,
+    TORCH,
+    checkpoint,
+    env_of,
+    get_job,
+    make_pool,
+    pods_of,
+    rank_nodes,
+    submit,
+    wait_attempt,
+    wait_phase,
+)
 from localkube import faults
 from localkube.testing import Kube
 from localkube.waiting import NotYet, wait_for
-from test_fault_tolerance import checkpoint, rank_nodes, wait_attempt
 
 A100 = {"spec.placement.accelerators": ["A100"]}
 SMALL = {**A100, "spec.workers.cardsPerWorker": 4, "spec.workers.size": {"min": 1, "max": 1},

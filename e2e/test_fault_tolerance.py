@@ -21,9 +21,24 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from cardpool.api.keys import ANNOTATION_DRAIN, ANNOTATION_PROGRESS, GROUP, TAINT_DRAIN, VERSION
-from cardpool.runtime import Contract, Saved, report_checkpoint
-from jobs import TIMEOUT, TORCH, env_of, get_job, make_pool, pods_of, submit, wait_phase
+from cardpool.api.keys import ANNOTATION_PROGRESS, GROUP, TAINT_DRAIN, VERSION
+from jobs import (
+    HEALTH,
+    PROBATION_S,
+    TIMEOUT,
+    TORCH,
+    checkpoint,
+    drained,
+    env_of,
+    get_job,
+    make_pool,
+    pods_of,
+    rank_nodes,
+    returned,
+    submit,
+    wait_attempt,
+    wait_phase,
+)
 from localkube import faults
 from localkube.config import REPO
 from localkube.runner import Runner
@@ -32,9 +47,6 @@ from localkube.waiting import NotYet, wait_for
 
 H800_ONLY = {"spec.placement.accelerators": ["H800"]}
 ELASTIC = {"spec.workers.size": {"min": 2, "max": 4, "growAfterSeconds": 2}}
-PROBATION_S = 3
-HEALTH = {"spec.health": {"faultConditions": ["KernelDeadlock", "GPUUnhealthy"], "probationSeconds": PROBATION_S,
-                          "maxDrainedPercent": 34, "stuckTerminatingSeconds": 10}}
 
 
 @pytest.fixture
@@ -61,58 +73,9 @@ def broken(kube: Kube) -> Iterator[list[str]]:
         wait_for(f"node {node} to be returned by cardpool", lambda n=node: returned(kube, n), timeout=TIMEOUT)
 
 
-def returned(kube: Kube, node: str) -> bool:
-    n = kube.core.read_node(node)
-    if ANNOTATION_DRAIN in (n.metadata.annotations or {}) or n.spec.unschedulable:
-        raise NotYet(f"drain record {(n.metadata.annotations or {}).get(ANNOTATION_DRAIN)}, "
-                     f"unschedulable={n.spec.unschedulable}")
-    if any(t.key == TAINT_DRAIN for t in n.spec.taints or []):
-        raise NotYet("still tainted")
-    return True
 
 
-def drained(kube: Kube, node: str) -> dict:
-    n = kube.core.read_node(node)
-    taints = {t.key: (t.value, t.effect) for t in n.spec.taints or []}
-    if TAINT_DRAIN not in taints or not n.spec.unschedulable:
-        raise NotYet(f"taints {taints}, unschedulable={n.spec.unschedulable}")
-    return json.loads(n.metadata.annotations[ANNOTATION_DRAIN]) | {"taint": taints[TAINT_DRAIN]}
 
-
-def rank_nodes(kube: Kube, namespace: str, job: str, attempt: int) -> dict[int, str]:
-    return {int(p.metadata.labels["cardpool.io/rank"]): p.spec.node_name
-            for p in pods_of(kube, namespace, job) if p.metadata.labels["cardpool.io/attempt"] == str(attempt)}
-
-
-def wait_attempt(kube: Kube, namespace: str, job: str, attempt: int, phase: str = "Running",
-                 timeout: float = TIMEOUT) -> dict:
-    def check() -> dict:
-        status = get_job(kube, namespace, job).get("status") or {}
-        if status.get("attempt") != attempt or status.get("phase") != phase:
-            ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
-            raise NotYet(f"attempt {status.get('attempt')} {status.get('phase')}: {ready.get('reason')} "
-                         f"{ready.get('message')}")
-        return status
-
-    return wait_for(f"TrainingJob {namespace}/{job} attempt {attempt} to be {phase}", check, timeout=timeout)
-
-
-def checkpoint(kube: Kube, namespace: str, job: str, attempt: int, step: int, world_size: int) -> None:
-    """Report a checkpoint as rank 0 would, and wait until the operator has recorded it."""
-    body = get_job(kube, namespace, job)
-    contract = Contract.from_env({"CARDPOOL_JOB": job, "CARDPOOL_NAMESPACE": namespace,
-                                  "CARDPOOL_ATTEMPT": str(attempt), "CARDPOOL_RANK": "0", "CARDPOOL_WORKERS": "1",
-                                  "CARDPOOL_CARDS_PER_WORKER": "8", "CARDPOOL_WORLD_SIZE": str(world_size),
-                                  "CARDPOOL_JOB_UID": body["metadata"]["uid"]})
-    report_checkpoint(contract, Saved(step, f"s3://ckpt/{job}/{step}", world_size, None), kube.api)
-
-    def recorded() -> bool:
-        last = (get_job(kube, namespace, job).get("status") or {}).get("lastCheckpoint") or {}
-        if last.get("step") != step:
-            raise NotYet(f"lastCheckpoint {last}")
-        return True
-
-    wait_for(f"checkpoint step {step} of {job} to be recorded", recorded, timeout=TIMEOUT)
 
 
 def test_a_node_fault_drains_the_node_restarts_shrunk_from_the_checkpoint_and_grows_back_after_probation(

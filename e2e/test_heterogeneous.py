@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 
-from jobs import make_pool, pods_of, submit
+from jobs import HEALTH, make_pool, pods_of, returned, submit, wait_attempt
 from localkube import faults
 from localkube.testing import Kube
 from localkube.waiting import wait_for
-from test_fault_tolerance import HEALTH, returned, wait_attempt
 
 MIXED = "job-mixed-families.yaml"  # DeepSpeed, [H800, Ascend910B], Mixed, global batch 1024
 

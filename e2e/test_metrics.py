@@ -9,11 +9,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs import TORCH, make_pool, submit
+from jobs import HEALTH, TORCH, make_pool, rank_nodes, returned, submit, wait_attempt
 from localkube import faults
 from localkube.testing import Kube
 from localkube.waiting import wait_for
-from test_fault_tolerance import HEALTH, rank_nodes, returned, wait_attempt
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ from .health import LOST
 from .observed import ObservedJob, ObservedPod
 from .placement import Placement
 from .queue import Waiting
+from .snapshot import JobRequest
 from .split import rank_shares
 
 RANK0_DECIDES = {Framework.PYTORCH, Framework.DEEPSPEED, Framework.MEGATRON}
@@ -172,6 +173,17 @@ def record(placement: Placement, group_rates: Mapping[str, float] = MappingProxy
         for gp in groups:
             gp.batch_share = sum(shares[gp.first_rank:gp.first_rank + gp.workers])
     return groups
+
+
+def request(job: ObservedJob) -> JobRequest:
+    """What the queue, sizing and defragmentation see of a job."""
+    spec = job.spec
+    return JobRequest(
+        key=job.key, cards_per_worker=spec.workers.cards_per_worker, min_workers=spec.workers.size.min,
+        max_workers=spec.workers.size.max, unit=spec.workers.size.unit, desired_workers=spec.workers.size.desired,
+        accelerators=tuple(spec.placement.accelerators),
+        mode=spec.placement.mode, packing=spec.placement.topology_packing, priority=spec.priority,
+        submitted=job.created)
 
 
 def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, waiting: Waiting | None = None,

@@ -29,7 +29,7 @@ from cardpool.api.cardpool import (
 from cardpool.api.trainingjob import Phase
 
 from .defrag import DefragPlan, Movable, plan_defrag
-from .lifecycle import MIGRATED
+from .lifecycle import MIGRATED, request
 from .observed import ObservedBudget, ObservedJob
 from .queue import QueuePlan
 from .snapshot import JobRequest, Snapshot
@@ -71,7 +71,7 @@ def in_flight(jobs: list[ObservedJob], now: datetime) -> list[str]:
 
 
 def movable(policy: DefragmentationPolicy, jobs: list[ObservedJob], snapshot: Snapshot, now: datetime,
-            request, budgets: tuple[ObservedBudget, ...] = ()) -> list[Movable]:
+            budgets: tuple[ObservedBudget, ...] = ()) -> list[Movable]:
     out = []
     held = {a.job: sum(w.cards for w in a.workers) for a in snapshot.allocations}
     for job in jobs:
@@ -99,9 +99,9 @@ def _budget_forbids(job: ObservedJob, budgets: tuple[ObservedBudget, ...]) -> bo
 
 def decide_defrag(policy: DefragmentationPolicy, previous: DefragmentationStatus | None, snapshot: Snapshot,
                   queue: QueuePlan, jobs: list[ObservedJob], fragmented_since: dict[str, datetime | None],
-                  pool_fragmentation: int, now: datetime, request,
+                  pool_fragmentation: int, now: datetime,
                   budgets: tuple[ObservedBudget, ...] = ()) -> DefragDecision:
-    """`request`: ObservedJob -> JobRequest (core.pool.request). `fragmented_since`: per group."""
+    """`fragmented_since`: per group, since when its fragmentation has been above the threshold."""
     if not policy.enabled:
         return DefragDecision(None)
     status = (previous or DefragmentationStatus()).model_copy(deep=True)
@@ -116,7 +116,7 @@ def decide_defrag(policy: DefragmentationPolicy, previous: DefragmentationStatus
         status.target = status.since = None
     if target is not None:
         return decision  # one defragmentation at a time
-    plan = _plan(policy, snapshot, queue, jobs, fragmented_since, now, request, budgets)
+    plan = _plan(policy, snapshot, queue, jobs, fragmented_since, now, budgets)
     if plan is None or not plan.moves:
         return decision
     moves = "; ".join(f"{m.job} -> {','.join(sorted(m.to.cards_on()))}" for m in plan.moves)
@@ -151,11 +151,11 @@ def decide_defrag(policy: DefragmentationPolicy, previous: DefragmentationStatus
 
 
 def _plan(policy: DefragmentationPolicy, snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob],
-          fragmented_since: dict[str, datetime | None], now: datetime, request,
+          fragmented_since: dict[str, datetime | None], now: datetime,
           budgets: tuple[ObservedBudget, ...]) -> DefragPlan | None:
     # the cards the queue gave out this pass are taken
     snapshot = replace(snapshot, allocations=snapshot.allocations + tuple(queue.admitted))
-    candidates = movable(policy, jobs, snapshot, now, request, budgets)
+    candidates = movable(policy, jobs, snapshot, now, budgets)
     if queue.reservation is not None:
         head = next((r for r in snapshot.pending if r.key == queue.reservation.job), None)
         return plan_defrag(snapshot, head, candidates) if head is not None else None

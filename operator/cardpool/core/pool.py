@@ -16,12 +16,12 @@ from cardpool.api.trainingjob import Phase
 
 from .drain import member_group
 from .health import LOST, classify
-from .lifecycle import JobPlan, needs_placement, plan_job, rank_nodes
+from .lifecycle import JobPlan, needs_placement, plan_job, rank_nodes, request
 from .migrations import active_target, decide_defrag
 from .observed import ObservedBudget, ObservedJob, ObservedNode, ObservedPod
-from .queue import QueuePlan, schedule
+from .queue import QueuePlan, queue_order, schedule
 from .sizing import resize
-from .snapshot import Allocation, Group, JobRequest, Node, Snapshot, Worker
+from .snapshot import Allocation, Group, Node, Snapshot, Worker
 
 
 @dataclass
@@ -82,16 +82,6 @@ def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[Obs
                     pending=tuple(pending)), faulty
 
 
-def request(job: ObservedJob) -> JobRequest:
-    spec = job.spec
-    return JobRequest(
-        key=job.key, cards_per_worker=spec.workers.cards_per_worker, min_workers=spec.workers.size.min,
-        max_workers=spec.workers.size.max, unit=spec.workers.size.unit, desired_workers=spec.workers.size.desired,
-        accelerators=tuple(spec.placement.accelerators),
-        mode=spec.placement.mode, packing=spec.placement.topology_packing, priority=spec.priority,
-        submitted=job.created)
-
-
 def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None,
                    nodes: list[ObservedNode], jobs: list[ObservedJob], now: datetime,
                    other_pods: tuple[ObservedPod, ...] = (), budgets: tuple[ObservedBudget, ...] = ()) -> PoolPlan:
@@ -111,7 +101,7 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
             drained[group.name] = drained.get(group.name, 0) + 1
     status = pool_status(spec, generation, previous, snapshot, queue, now, drained, frag_since)
     defrag = decide_defrag(spec.defragmentation, earlier, snapshot, queue, jobs, frag_since,
-                           status.fragmentation_percent, now, request, budgets)
+                           status.fragmentation_percent, now, budgets)
     status.defragmentation = defrag.status
     offers = {p.job: p for p in queue.admitted}
     waits = {w.job: w for w in queue.waiting}
@@ -148,12 +138,12 @@ def room_to_grow(snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob]) 
     if any(j.status.phase == Phase.RESTARTING or (j.status.phase == Phase.QUEUED and j.status.attempt > 0)
            for j in jobs if not j.spec.suspend):
         return {}
-    growing = [j for j in jobs if j.status.phase == Phase.RUNNING
-               and j.status.workers < (j.spec.workers.size.desired or j.spec.workers.size.max)]
-    for job in sorted(growing, key=lambda j: (-j.spec.priority, j.created, j.key)):
-        grown = resize(snapshot, request(job), job.status.workers)
+    growing = {j.key: j for j in jobs if j.status.phase == Phase.RUNNING
+               and j.status.workers < (j.spec.workers.size.desired or j.spec.workers.size.max)}
+    for req in queue_order([request(j) for j in growing.values()]):
+        grown = resize(snapshot, req, growing[req.key].status.workers)
         if grown.can_grow and grown.size is not None:
-            return {job.key: grown.size}
+            return {req.key: grown.size}
     return {}
 def pool_status(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None, snapshot: Snapshot,
                 queue: QueuePlan, now: datetime, drained: dict[str, int] | None = None,

@@ -83,16 +83,21 @@ def apply_pool_status(kube: Kube, name: str, status: CardPoolStatus, previous: C
 
 
 def post_event(kube: Kube, job: ObservedJob, type_: str, reason: str, message: str, now: datetime) -> None:
+    """An event on a TrainingJob."""
+    post(kube, job.namespace, {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "name": job.name,
+                               "namespace": job.namespace, "uid": job.uid}, type_, reason, message, now)
+
+
+def post(kube: Kube, namespace: str, involved: dict, type_: str, reason: str, message: str, now: datetime) -> None:
+    """An event on `involved` (cluster-scoped objects' events go to the default namespace, as kubelet's do)."""
     stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     body = {
-        "metadata": {"generateName": f"{job.name}.", "namespace": job.namespace},
-        "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "name": job.name,
-                           "namespace": job.namespace, "uid": job.uid},
-        "type": type_, "reason": reason, "message": message[:1024],
+        "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
+        "involvedObject": involved, "type": type_, "reason": reason, "message": message[:1024],
         "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
         "source": {"component": "cardpool"}, "reportingComponent": "cardpool.io/operator",
     }
     try:
-        kube.call(kube.core.create_namespaced_event, job.namespace, body)
+        kube.call(kube.core.create_namespaced_event, namespace, body)
     except ApiException as exc:  # an event is information; losing one must not fail the reconcile
-        log.warning("could not post event %s for %s/%s: %s", reason, job.namespace, job.name, exc.reason)
+        log.warning("could not post event %s for %s %s: %s", reason, involved["kind"], involved["name"], exc.reason)

@@ -13,11 +13,11 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from cardpool.api.keys import ANNOTATION_DRAIN, TAINT_DRAIN
+from cardpool.api.keys import ANNOTATION_DRAIN, GROUP, TAINT_DRAIN, VERSION
 from cardpool.core.drain import DrainPlan, NodeAction, eviction_decisions
 from cardpool.core.observed import DrainRecord, ObservedNode
 
-from . import observe
+from . import effects, observe
 from .client import REQUEST_TIMEOUT, Kube
 
 log = logging.getLogger("cardpool.nodes")
@@ -136,14 +136,6 @@ def evict_others(kube: Kube, node: str) -> bool:
 
 def post_node_event(kube: Kube, node: str, pool: str, type_: str, reason: str, message: str, now: datetime) -> None:
     """An event on the node, or on the pool when `pool` is set."""
-    involved = ({"apiVersion": "cardpool.io/v1alpha1", "kind": "CardPool", "name": pool} if pool
-                else {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node})
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    body = {"metadata": {"generateName": f"{pool or node}.", "namespace": "default"}, "involvedObject": involved,
-            "type": type_, "reason": reason, "message": message[:1024], "firstTimestamp": stamp,
-            "lastTimestamp": stamp, "count": 1, "source": {"component": "cardpool"},
-            "reportingComponent": "cardpool.io/operator"}
-    try:
-        kube.call(kube.core.create_namespaced_event, "default", body)
-    except ApiException as exc:
-        log.warning("could not post event %s for %s: %s", reason, pool or node, exc.reason)
+    involved = ({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CardPool", "name": pool} if pool
+                else {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node})  # kubelet's node uid
+    effects.post(kube, "default", involved, type_, reason, message, now)
