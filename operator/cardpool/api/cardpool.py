@@ -197,6 +197,9 @@ class GroupStatus(ApiModel):
     """Cards on healthy, schedulable nodes that the device plugin reports allocatable."""
     allocated_cards: int = Field(0, ge=0)
     """Cards held by cardpool's jobs."""
+    other_cards: int = Field(0, ge=0)
+    """Cards held by pods cardpool does not manage (inference servers, notebooks, other operators' jobs):
+    not free for cardpool's jobs."""
     free_cards: int = Field(0, ge=0)
     """Healthy cards not allocated."""
     unhealthy_cards: int = Field(0, ge=0)
@@ -247,6 +250,17 @@ class DefragmentationStatus(ApiModel):
     """Moves of the last hour (and at least the latest), oldest first."""
 
 
+class HeldNode(ApiModel):
+    """A faulty node whose drain waits for room under the group's drain cap."""
+
+    node: str
+    """The node's name."""
+    reason: str
+    """The fault, e.g. NodeNotReady, CardFault."""
+    since: datetime
+    """When the operator first held it."""
+
+
 class CardPoolStatus(ApiModel):
     """Observed state of a CardPool."""
 
@@ -269,6 +283,10 @@ class CardPoolStatus(ApiModel):
     fragmentation_percent: int = Field(0, ge=0, le=100)
     """Share of the pool's free cards that cannot host a full-node worker."""
     defragmentation: DefragmentationStatus | None = None
+    held_nodes: list[HeldNode] = Field(default_factory=list, json_schema_extra={
+        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["node"]})
+    """Faulty nodes not drained because their group is at spec.health.maxDrainedPercent. Written before the
+    DrainCapReached event, so each hold is reported once, whichever replica runs and however often it restarts."""
 
 
 class CardPool(ApiModel):

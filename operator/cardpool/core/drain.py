@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from cardpool.api.cardpool import CardPoolSpec, HealthPolicy, NodeGroup
 
-from .health import classify
+from .health import NodeHealth, classify
 from .observed import DrainRecord, ObservedNode
 
 REQUESTED = "DrainRequested"
@@ -30,6 +30,26 @@ REQUESTED = "DrainRequested"
 def member_group(spec: CardPoolSpec, labels: dict[str, str]) -> NodeGroup | None:
     """The first node group whose selector the labels match."""
     return next((g for g in spec.node_groups if all(labels.get(k) == v for k, v in g.node_selector.items())), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A node of a pool: its group and its health under the pool's policy, classified once per pass and read by
+    both the node pass (drains) and the pool pass (placement)."""
+
+    node: ObservedNode
+    group: NodeGroup
+    health: NodeHealth
+
+
+def members(spec: CardPoolSpec, nodes: list[ObservedNode]) -> list[Member]:
+    """The pool's nodes, by name."""
+    out = []
+    for node in sorted(nodes, key=lambda n: n.name):
+        if (group := member_group(spec, node.labels)) is not None:
+            out.append(Member(node, group, classify(node, group.accelerator.resource,
+                                                    group.accelerator.cards_per_node, spec.health)))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +72,20 @@ class NodeEvent:
     """Set for events about a pool (e.g. its drain cap)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """A faulty node not drained because its group is at its drain cap."""
+
+    pool: str
+    reason: str
+    message: str
+
+
 @dataclass
 class DrainPlan:
     actions: list[NodeAction] = field(default_factory=list)
-    held: dict[str, str] = field(default_factory=dict)
-    """Faulty nodes not drained because their group is at its cap: node -> reason."""
+    held: dict[str, Hold] = field(default_factory=dict)
+    """Faulty nodes not drained because their group is at its cap."""
     events: list[NodeEvent] = field(default_factory=list)
 
 
@@ -65,35 +94,37 @@ def drain_cap(policy: HealthPolicy, group_nodes: int) -> int:
     return max(1, policy.max_drained_percent * group_nodes // 100)
 
 
-def owners(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode]) -> dict[str, tuple[str, NodeGroup]]:
-    """node -> (pool, group) of the first pool by name with a group selecting the node."""
-    out: dict[str, tuple[str, NodeGroup]] = {}
+def owners(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode],
+           classified: dict[str, list[Member]] | None = None) -> dict[str, tuple[str, Member]]:
+    """node -> (pool, its membership) of the first pool by name with a group selecting the node.
+    `classified`: each pool's members, when the caller has them already."""
+    out: dict[str, tuple[str, Member]] = {}
     for name in sorted(pools):
-        for node in nodes:
-            if node.name not in out and (group := member_group(pools[name], node.labels)) is not None:
-                out[node.name] = (name, group)
+        for member in classified[name] if classified and name in classified else members(pools[name], nodes):
+            out.setdefault(member.node.name, (name, member))
     return out
 
 
-def plan_drains(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode], now: datetime) -> DrainPlan:
+def plan_drains(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode], now: datetime,
+                classified: dict[str, list[Member]] | None = None) -> DrainPlan:
+    """`classified`: pool -> its members (see `members`), computed once per pass for this and the pool pass."""
     plan = DrainPlan()
-    owner = owners(pools, nodes)
-    by_group: dict[tuple[str, str], list[ObservedNode]] = {}
+    owner = owners(pools, nodes, classified)
+    by_group: dict[tuple[str, str], list[Member]] = {}
     for node in sorted(nodes, key=lambda n: n.name):
         if node.name not in owner:
             if node.drain is not None:  # its pool (or group) is gone: nothing decides about it any more
                 plan.actions.append(NodeAction(node.name, "Return", None, "no pool selects the node any more"))
             continue
-        pool, group = owner[node.name]
-        by_group.setdefault((pool, group.name), []).append(node)
-    for (pool, group_name), members in by_group.items():
+        pool, member = owner[node.name]
+        by_group.setdefault((pool, member.group.name), []).append(member)
+    for (pool, group_name), group_members in by_group.items():
         spec = pools[pool]
-        group = next(g for g in spec.node_groups if g.name == group_name)
         policy = spec.health
-        cap = drain_cap(policy, len(members))
-        drained = sum(1 for n in members if n.drain is not None)
-        for node in members:
-            health = classify(node, group.accelerator.resource, group.accelerator.cards_per_node, policy)
+        cap = drain_cap(policy, len(group_members))
+        drained = sum(1 for m in group_members if m.node.drain is not None)
+        for member in group_members:
+            node, health = member.node, member.health
             record = node.drain
             if record is None:
                 if health.healthy:
@@ -105,11 +136,10 @@ def plan_drains(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode], now: 
                     plan.events.append(NodeEvent(node.name, "Warning", "NodeDrained",
                                                  f"{health.message}; drained ({drained} of at most {cap} in "
                                                  f"group {group_name})"))
-                else:
-                    plan.held[node.name] = health.reason
-                    plan.events.append(NodeEvent(node.name, "Warning", "DrainCapReached",
-                                                 f"{health.message}; not drained: {drained} of {len(members)} "
-                                                 f"nodes of group {group_name} are drained (cap {cap})", pool))
+                else:  # reported once per hold by the pool pass, which records the hold in the pool's status
+                    plan.held[node.name] = Hold(pool, health.reason,
+                                                f"{health.message}; not drained: {drained} of {len(group_members)} "
+                                                f"nodes of group {group_name} are drained (cap {cap})")
             elif record.reason == REQUESTED and node.drain_requested is None and health.healthy:
                 plan.actions.append(NodeAction(node.name, "Return", None, f"node {node.name}: drain request removed"))
                 plan.events.append(NodeEvent(node.name, "Normal", "NodeReturned",

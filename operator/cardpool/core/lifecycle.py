@@ -28,6 +28,7 @@ from cardpool.api.trainingjob import (
     TrainingJobStatus,
 )
 
+from .clock import Deadlines
 from .failures import Failure, backoff, decide, first_failure
 from .health import LOST
 from .observed import ObservedJob, ObservedPod
@@ -42,8 +43,6 @@ _NONE: Mapping[str, str] = MappingProxyType({})
 
 def pod_name(job: str, attempt: int, rank: int) -> str:
     return f"{job}-a{attempt}-{rank}"
-
-
 
 
 HISTORY = 20
@@ -91,6 +90,16 @@ class JobPlan:
     delete_job: bool = False
     status_changed: bool = True
     verdicts: list[Verdict] = field(default_factory=list)
+    recheck_at: datetime | None = None
+    """The earliest moment a time-based rule could decide otherwise on the same inputs (None: never)."""
+    settling: bool = False
+    """Not decided: the job's last plan is still being carried out (see cardpool.controller)."""
+
+    @property
+    def acts(self) -> bool:
+        """Whether carrying out the plan calls the API at all."""
+        return bool(self.status_changed or self.create or self.delete or self.force_delete or self.events
+                    or self.verdicts or self.delete_job)
 
 
 def judge_checkpoints(job: ObservedJob, status: TrainingJobStatus, now: datetime, plan: JobPlan) -> None:
@@ -122,19 +131,20 @@ def blocking_pods(job: ObservedJob, faulty_nodes: Mapping[str, str] = _NONE) -> 
     return [p for p in job.pods if not (p.deleting and faulty_nodes.get(p.node or "") in LOST)]
 
 
-def needs_placement(job: ObservedJob, now: datetime, faulty_nodes: Mapping[str, str] = _NONE) -> bool:
+def needs_placement(job: ObservedJob, now: datetime | Deadlines, faulty_nodes: Mapping[str, str] = _NONE) -> bool:
     """Whether the pool's queue should consider the job this pass."""
+    clock = now if isinstance(now, Deadlines) else Deadlines(now)
     status, spec = job.status, job.spec
     if spec.suspend or status.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.STARTING, Phase.RUNNING):
         return False
     if blocking_pods(job, faulty_nodes):  # pods of an earlier attempt still hold cards (or are going away)
         return False
-    if awaiting_save(spec, status, now):
+    if awaiting_save(spec, status, clock):
         return False
-    return status.not_before is None or status.not_before <= now
+    return status.not_before is None or clock.reached(status.not_before)
 
 
-def awaiting_save(spec: TrainingJobSpec, status: TrainingJobStatus, now: datetime) -> bool:
+def awaiting_save(spec: TrainingJobSpec, status: TrainingJobStatus, now: datetime | Deadlines) -> bool:
     """After a planned stop, the next attempt waits for the graceful save of the stopped one to be recorded
     (at most spec.checkpoint.gracefulSaveSeconds), so it resumes from where the stopped attempt was."""
     checkpointing = spec.checkpoint
@@ -144,7 +154,8 @@ def awaiting_save(spec: TrainingJobSpec, status: TrainingJobStatus, now: datetim
     saved = status.last_checkpoint
     if saved is not None and saved.attempt == last.attempt and saved.time >= last.end_time:
         return False
-    return now < last.end_time + timedelta(seconds=checkpointing.graceful_save_seconds)
+    clock = now if isinstance(now, Deadlines) else Deadlines(now)
+    return not clock.reached(last.end_time + timedelta(seconds=checkpointing.graceful_save_seconds))
 
 
 def rank_nodes(status: TrainingJobStatus) -> dict[int, tuple[str, str, str]]:
@@ -188,10 +199,13 @@ def request(job: ObservedJob) -> JobRequest:
 
 def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, waiting: Waiting | None = None,
              faulty_nodes: Mapping[str, str] = _NONE, grow_to: int | None = None,
-             migrate: str | None = None, group_rates: Mapping[str, float] = MappingProxyType({})) -> JobPlan:
+             migrate: str | None = None, group_rates: Mapping[str, float] = MappingProxyType({}),
+             stuck_after: timedelta | None = None) -> JobPlan:
     """`faulty_nodes`: node -> fault reason. `grow_to`: the size the job could restart at now, when the pool
     pass found room for more than it runs with (see core.pool). `migrate`: defragmentation moves the job
-    (why, see core.migrations). `group_rates`: relative throughput per node group."""
+    (why, see core.migrations). `group_rates`: relative throughput per node group. `stuck_after`: how long a
+    pod may stay Terminating on a lost node before it is force-removed (the pool's health policy)."""
+    clock = Deadlines(now)
     spec = job.spec
     old = job.status
     status = old.model_copy(deep=True)
@@ -204,7 +218,10 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     current = {p.rank: p for p in job.pods if live and p.attempt == status.attempt}
     plan.delete += [p.name for p in job.pods
                     if (p.rank not in current or current[p.rank] is not p) and not p.deleting]
-    _take_progress(current.get(0), status, now)
+    _take_progress(current.get(0), status, clock)
+    if stuck_after is not None:  # their kubelet is gone and will never confirm the end
+        plan.force_delete = [p.name for p in job.pods if p.deleting and faulty_nodes.get(p.node or "") in LOST
+                             and p.deleting_since is not None and clock.reached(p.deleting_since + stuck_after)]
 
     def stop_attempt(why: str, planned: bool = False) -> None:
         plan.delete += [p.name for p in current.values() if not p.deleting]
@@ -221,7 +238,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
         stop_attempt(phase.value)  # e.g. the other ranks after rank 0 succeeded
         reason, message = (old.conditions[0].reason, old.conditions[0].message) if old.conditions else (phase, "")
         if spec.ttl_seconds_after_finished is not None and status.completion_time is not None and (
-                now >= status.completion_time + timedelta(seconds=spec.ttl_seconds_after_finished)):
+                clock.reached(status.completion_time + timedelta(seconds=spec.ttl_seconds_after_finished))):
             plan.delete_job = True
     elif spec.suspend:
         stop_attempt("Suspended")
@@ -231,7 +248,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
             reason, message = "WaitingForPods", f"waiting for {len(waiting_for)} pods of earlier attempts to go"
             if phase == Phase.SUSPENDED:
                 phase = Phase.QUEUED
-        elif awaiting_save(spec, status, now):
+        elif awaiting_save(spec, status, clock):
             reason = "WaitingForCheckpoint"
             message = (f"waiting for the graceful save of attempt {status.attempt} to be reported (at most "
                        f"{spec.checkpoint.graceful_save_seconds if spec.checkpoint else 0} s)")
@@ -241,7 +258,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
             message = next(e.message for e in plan.events if e.reason == "GangPlaced")
         else:
             phase = Phase.QUEUED if phase == Phase.SUSPENDED else phase
-            if status.not_before is not None and status.not_before > now and old.conditions:
+            if status.not_before is not None and not clock.reached(status.not_before) and old.conditions:
                 ready = next((c for c in old.conditions if c.type == "Ready"), old.conditions[0])
                 reason, message = ready.reason, ready.message  # the cause of the backoff, as written when it began
             elif waiting is not None:
@@ -250,7 +267,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
                 reason, message = "Queued", "waiting for the pool's next queue pass"
     else:  # Starting or Running: the current attempt
         slots = rank_nodes(status)
-        failure = _failure(job, status, current, slots, faulty_nodes, phase, now)
+        failure = _failure(job, status, current, slots, faulty_nodes, phase, clock)
         running = [p for p in current.values() if p.phase in ("Running", "Succeeded")]  # started
         started = status.attempt_start_time or now
         if _succeeded(spec.framework, current, len(slots)):
@@ -261,7 +278,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
         elif failure is not None:
             phase, reason, message = _fail_attempt(job, status, failure, now, plan, stop_attempt)
         elif phase == Phase.STARTING and len(running) < len(slots) and (
-                now - started > timedelta(seconds=spec.startup_timeout_seconds)):
+                clock.reached(started + timedelta(seconds=spec.startup_timeout_seconds, microseconds=1))):
             stop_attempt("GangStartTimeout")
             status.start_timeouts += 1
             delay = min(BACKOFF_BASE_S * 2 ** (status.start_timeouts - 1), BACKOFF_MAX_S)
@@ -277,7 +294,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
             phase, reason = Phase.RESTARTING, "Migrating"
             message = f"attempt {status.attempt} stops with a graceful save: {migrate}"
             plan.events.append(Event("Normal", "Migrating", message))
-        elif len(running) == len(slots) and slots and _grow_now(job, status, len(slots), grow_to, now):
+        elif len(running) == len(slots) and slots and _grow_now(job, status, len(slots), grow_to, clock):
             stop_attempt(f"GrowTo{grow_to}", planned=True)
             status.restarts.scaling += 1
             phase, reason = Phase.RESTARTING, "Growing"
@@ -310,6 +327,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     status.conditions = conditions_for_phase(old.conditions, phase, reason or phase.value, message, now,
                                              job.generation)
     plan.status_changed = status != old
+    plan.recheck_at = clock.next
     return plan
 
 
@@ -338,7 +356,7 @@ def _start_attempt(job: ObservedJob, status: TrainingJobStatus, offer: Placement
 
 def _failure(job: ObservedJob, status: TrainingJobStatus, current: dict[int, ObservedPod],
              slots: dict[int, tuple[str, str, str]], faulty_nodes: Mapping[str, str], phase: Phase,
-             now: datetime) -> Failure | None:
+             clock: Deadlines) -> Failure | None:
     """Why the current attempt cannot go on, if it cannot: a node fault under a rank first (the root cause
     when ranks then fail too), then a failed rank, a rank whose pod vanished, a hang."""
     for r, (node, _, _) in sorted(slots.items()):
@@ -352,10 +370,10 @@ def _failure(job: ObservedJob, status: TrainingJobStatus, current: dict[int, Obs
     timeout = job.spec.failure_policy.progress_timeout_seconds
     if phase == Phase.RUNNING and timeout is not None:
         this = status.history[-1] if status.history and status.history[-1].attempt == status.attempt else None
-        last = (this.running_time if this and this.running_time else None) or status.attempt_start_time or now
+        last = (this.running_time if this and this.running_time else None) or status.attempt_start_time or clock.now
         if status.progress is not None and status.progress.attempt == status.attempt:
             last = max(last, status.progress.time)
-        if now - last > timedelta(seconds=timeout):
+        if clock.reached(last + timedelta(seconds=timeout, microseconds=1)):
             step = f" (last at step {status.progress.step})" if status.progress and (
                 status.progress.attempt == status.attempt) else ""
             return Failure("Hang", f"no progress reported for {timeout} s{step}")
@@ -394,26 +412,29 @@ def _fail_attempt(job: ObservedJob, status: TrainingJobStatus, failure: Failure,
     return Phase.RESTARTING, failure.reason, message
 
 
-def _take_progress(rank0: ObservedPod | None, status: TrainingJobStatus, now: datetime) -> None:
+def _take_progress(rank0: ObservedPod | None, status: TrainingJobStatus, clock: Deadlines) -> None:
     report = rank0.progress if rank0 is not None else None
     if report is None:
         return
-    time = min(report.time, now)  # a trainer's clock ahead of ours must not postpone hang detection
+    # a trainer's clock ahead of ours must not postpone hang detection: such a report counts as made now, once,
+    # and again when our clock reaches its stamp (not on every pass in between, which would write each time)
+    ahead = not clock.reached(report.time)
+    time = min(report.time, clock.now)
     known = status.progress
     if known is None or known.attempt != status.attempt or report.step != known.step or (
-            report.total_steps != known.total_steps) or time > known.time:
+            report.total_steps != known.total_steps) or (time > known.time and not ahead):
         status.progress = Progress(attempt=status.attempt, step=report.step, total_steps=report.total_steps,
                                    time=time)
 
 
-def _grow_now(job: ObservedJob, status: TrainingJobStatus, size: int, grow_to: int | None, now: datetime) -> bool:
+def _grow_now(job: ObservedJob, status: TrainingJobStatus, size: int, grow_to: int | None, clock: Deadlines) -> bool:
     """Whether to stop a running attempt to restart it larger; keeps the hysteresis clock in status. Only a job
     that checkpoints grows: the graceful save on SIGTERM keeps its work."""
     if grow_to is None or grow_to <= size or job.spec.checkpoint is None:
         status.larger_size_since = None
         return False
-    status.larger_size_since = status.larger_size_since or now
-    return now - status.larger_size_since >= timedelta(seconds=job.spec.workers.size.grow_after_seconds)
+    status.larger_size_since = status.larger_size_since or clock.now
+    return clock.reached(status.larger_size_since + timedelta(seconds=job.spec.workers.size.grow_after_seconds))
 
 
 def _succeeded(framework: Framework, pods: dict[int, ObservedPod], size: int) -> bool:

@@ -7,17 +7,18 @@ exist, so a job between attempts never frees cards its old pods still use.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus, GroupStatus
+from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus, GroupStatus, HeldNode
 from cardpool.api.conditions import Condition, set_condition
 from cardpool.api.trainingjob import Phase
 
-from .drain import member_group
-from .health import LOST, classify
-from .lifecycle import JobPlan, needs_placement, plan_job, rank_nodes, request
-from .migrations import active_target, decide_defrag
+from .clock import Deadlines
+from .drain import Hold, Member, member_group, members
+from .lifecycle import MIGRATED, JobPlan, needs_placement, plan_job, request
+from .migrations import HOUR, TARGET_TIMEOUT, active_target, decide_defrag
 from .observed import ObservedBudget, ObservedJob, ObservedNode, ObservedPod
 from .queue import QueuePlan, queue_order, schedule
 from .sizing import resize
@@ -32,66 +33,133 @@ class PoolPlan:
     faulty_nodes: dict[str, str] = field(default_factory=dict)
     """node -> reason, for nodes of the pool classified unhealthy."""
     events: list[tuple[str, str, str]] = field(default_factory=list)
-    """Events on the pool: (type, reason, message)."""
+    """Events on the pool: (type, reason, message), posted after the pool's status is written."""
+    recheck_at: datetime | None = None
+    """The earliest moment a time-based rule could decide otherwise on the same inputs."""
+    moves: tuple[str, ...] = ()
+    """Jobs that defragmentation moves now. The pool's status records the moves (the budget's memory), so it is
+    written before any of them stops."""
+
+
+Foreign = Mapping[str, Mapping[str, int]]
+"""node -> card resource -> cards held there by pods cardpool does not manage."""
 
 
 def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[ObservedJob], now: datetime,
-                   other_pods: tuple[ObservedPod, ...] = ()) -> tuple[Snapshot, dict[str, str]]:
-    """`other_pods`: cardpool pods of other pools' jobs, whose cards on shared nodes are not free here."""
+                   other_pods: tuple[ObservedPod, ...] = (), foreign: Foreign | None = None,
+                   classified: list[Member] | None = None,
+                   settling: Collection[str] = ()) -> tuple[Snapshot, dict[str, str]]:
+    """`other_pods`: cardpool pods of other pools' jobs, whose cards on shared nodes are not free here.
+    `foreign`: cards held by pods cardpool does not manage. `classified`: the pool's members, if known.
+    `settling`: jobs whose last plan is still being carried out: they hold what their status says, and the
+    queue does not consider them."""
     others: dict[str, int] = {}
     for pod in other_pods:
         if pod.node and pod.phase not in ("Succeeded", "Failed"):
             others[pod.node] = others.get(pod.node, 0) + pod.cards
+    foreign = foreign or {}
     core_nodes, faulty = [], {}
-    for node in sorted(nodes, key=lambda n: n.name):
-        group = member_group(spec, node.labels)
-        if group is None:
-            continue
-        health = classify(node, group.accelerator.resource, group.accelerator.cards_per_node, spec.health)
+    for member in members(spec, nodes) if classified is None else classified:
+        node, group, health = member.node, member.group, member.health
         if not health.healthy:
             faulty[node.name] = health.reason
         resource = group.accelerator.resource
+        taken = foreign.get(node.name)
         core_nodes.append(Node(
             name=node.name, group=group.name, model=group.accelerator.model,
             allocatable=node.allocatable.get(resource, 0),
             capacity=node.capacity.get(resource, group.accelerator.cards_per_node),
             topology=tuple(node.labels.get(k, "") for k in group.topology_keys),
-            healthy=health.healthy, schedulable=health.schedulable, used_by_others=others.get(node.name, 0)))
+            healthy=health.healthy, schedulable=health.schedulable,
+            used_by_others=others.get(node.name, 0) + (taken.get(resource, 0) if taken else 0)))
     groups = tuple(Group(g.name, g.accelerator.model, g.accelerator.cards_per_node,
                          g.accelerator.relative_throughput) for g in spec.node_groups)
     known = {n.name: n for n in core_nodes}
+    clock = now if isinstance(now, Deadlines) else Deadlines(now)
     allocations, pending = [], []
     for job in jobs:
         held: dict[str, int] = {}
         live = job.status.phase in (Phase.STARTING, Phase.RUNNING)
+        cards = job.spec.workers.cards_per_worker
         if live:
-            for node, _, _ in rank_nodes(job.status).values():
-                held[node] = held.get(node, 0) + job.spec.workers.cards_per_worker
+            for gp in job.status.placement:
+                for node in gp.nodes:
+                    held[node] = held.get(node, 0) + cards
         for pod in job.pods:  # every other pod still holds its cards until it has ended
             if live and pod.attempt == job.status.attempt:
                 continue  # counted through the recorded placement
             if pod.node and pod.phase not in ("Succeeded", "Failed"):
-                held[pod.node] = held.get(pod.node, 0) + job.spec.workers.cards_per_worker
-        workers = tuple(Worker(i, node, known[node].group, known[node].model, cards)
-                        for i, (node, cards) in enumerate(sorted(held.items())) if node in known)
-        if workers:
-            allocations.append(Allocation(job.key, workers))
-        if needs_placement(job, now, faulty):
+                held[pod.node] = held.get(pod.node, 0) + cards
+        if held:
+            workers = tuple(Worker(i, node, known[node].group, known[node].model, n)
+                            for i, (node, n) in enumerate(sorted(held.items())) if node in known)
+            if workers:
+                allocations.append(Allocation(job.key, workers))
+        if job.key not in settling and needs_placement(job, clock, faulty):
             pending.append(request(job))
     return Snapshot(nodes=tuple(core_nodes), groups=groups, allocations=tuple(allocations),
                     pending=tuple(pending)), faulty
 
 
+class PlanMemo:
+    """Plans that decided nothing, reused while their inputs stay the same and no deadline they looked at has
+    come: a pass's cost then grows with what changed, not with the number of jobs. Inputs are compared by
+    identity where the caller keeps objects of unchanged API objects (spec, status), by value otherwise."""
+
+    def __init__(self) -> None:
+        self._pool: tuple | None = None
+        self._plans: dict[str, tuple[tuple, JobPlan]] = {}
+        self.hits = 0
+
+    def start(self, pool_inputs: tuple) -> None:
+        """A pass begins; a change of what every job's plan reads (faults, the pool's spec) forgets all."""
+        if pool_inputs != self._pool:
+            self._pool = pool_inputs
+            self._plans.clear()
+        self.hits = 0
+
+    def get(self, job: ObservedJob, inputs: tuple, now: datetime) -> JobPlan | None:
+        entry = self._plans.get(job.key)
+        if entry is None:
+            return None
+        kept, plan = entry
+        same = kept[0] is job.spec and kept[1] is job.status and kept[2:] == (job.generation, *inputs) \
+            and kept[-2] == job.pods and kept[-1] == job.checkpoints
+        if not same or (plan.recheck_at is not None and now >= plan.recheck_at):
+            del self._plans[job.key]
+            return None
+        self.hits += 1
+        return plan
+
+    def put(self, job: ObservedJob, inputs: tuple, plan: JobPlan) -> None:
+        if plan.acts or plan.settling:
+            self._plans.pop(job.key, None)
+        else:
+            self._plans[job.key] = ((job.spec, job.status, job.generation, *inputs, job.pods, job.checkpoints),
+                                    plan)
+
+    def keep_only(self, keys: Collection[str]) -> None:
+        for key in self._plans.keys() - set(keys):
+            del self._plans[key]
+
+
 def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None,
                    nodes: list[ObservedNode], jobs: list[ObservedJob], now: datetime,
-                   other_pods: tuple[ObservedPod, ...] = (), budgets: tuple[ObservedBudget, ...] = ()) -> PoolPlan:
-    """`budgets`: PodDisruptionBudgets, which defragmentation respects."""
-    snapshot, faulty = build_snapshot(spec, nodes, jobs, now, other_pods)
+                   other_pods: tuple[ObservedPod, ...] = (), budgets: tuple[ObservedBudget, ...] = (),
+                   foreign: Foreign | None = None, classified: list[Member] | None = None,
+                   settling: Collection[str] = (), held: Mapping[str, Hold] | None = None,
+                   memo: PlanMemo | None = None) -> PoolPlan:
+    """`budgets`: PodDisruptionBudgets, which defragmentation respects. `foreign`, `classified`, `settling`: see
+    build_snapshot. `held`: the pool's faulty nodes that the node pass holds back from draining (drain cap).
+    `memo`: plans of earlier passes to reuse (see PlanMemo)."""
+    clock = Deadlines(now)
+    snapshot, faulty = build_snapshot(spec, nodes, jobs, clock, other_pods, foreign, classified, settling)
     known = {n.name for n in snapshot.nodes}
     for job in jobs:  # a recorded node that left the pool (deleted, relabelled) is as good as faulty
-        for node, _, _ in rank_nodes(job.status).values():
-            if node not in known:
-                faulty.setdefault(node, "NodeMissing")
+        for gp in job.status.placement:
+            for node in gp.nodes:
+                if node not in known:
+                    faulty.setdefault(node, "NodeMissing")
     earlier = previous.defragmentation if previous else None
     queue = schedule(snapshot, first=active_target(earlier, jobs, now))
     frag_since = fragmented_since(spec, previous, queue, now)
@@ -99,21 +167,72 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
     for node in nodes:
         if node.drain is not None and (group := member_group(spec, node.labels)) is not None:
             drained[group.name] = drained.get(group.name, 0) + 1
-    status = pool_status(spec, generation, previous, snapshot, queue, now, drained, frag_since)
-    defrag = decide_defrag(spec.defragmentation, earlier, snapshot, queue, jobs, frag_since,
+    status = pool_status(spec, generation, previous, snapshot, queue, now, drained, frag_since, foreign)
+    decidable = [j for j in jobs if j.key not in settling] if settling else jobs
+    defrag = decide_defrag(spec.defragmentation, earlier, snapshot, queue, decidable, frag_since,
                            status.fragmentation_percent, now, budgets)
     status.defragmentation = defrag.status
+    events = list(defrag.events)
+    status.held_nodes, hold_events = held_nodes(previous, held or {}, now)
+    events += hold_events
     offers = {p.job: p for p in queue.admitted}
     waits = {w.job: w for w in queue.waiting}
-    growth = room_to_grow(snapshot, queue, jobs) if not defrag.migrate else {}
+    growth = room_to_grow(snapshot, queue, decidable) if not defrag.migrate else {}
     rates = {g.name: g.accelerator.relative_throughput for g in spec.node_groups}
-    plans = [plan_job(job, now, offers.get(job.key), waits.get(job.key), faulty, growth.get(job.key),
-                      defrag.migrate.get(job.key), rates) for job in jobs]
     stuck = timedelta(seconds=spec.health.stuck_terminating_seconds)
-    for job, job_plan in zip(jobs, plans, strict=True):
-        job_plan.force_delete = [p.name for p in job.pods if p.deleting and faulty.get(p.node or "") in LOST
-                                 and p.deleting_since is not None and now - p.deleting_since >= stuck]
-    return PoolPlan(plans, status, queue, faulty, defrag.events)
+    if memo is not None:
+        memo.start((spec, tuple(sorted(faulty.items()))))
+    plans = []
+    for job in jobs:
+        if job.key in settling:
+            plans.append(JobPlan(job.key, job.status, status_changed=False, settling=True))
+            continue
+        inputs = (offers.get(job.key), waits.get(job.key), growth.get(job.key), defrag.migrate.get(job.key))
+        plan = memo.get(job, inputs, now) if memo is not None else None
+        if plan is None:
+            plan = plan_job(job, now, *inputs[:2], faulty, *inputs[2:], rates, stuck_after=stuck)
+            if memo is not None:
+                memo.put(job, inputs, plan)
+        clock.note(plan.recheck_at)
+        plans.append(plan)
+    if memo is not None:
+        memo.keep_only([j.key for j in jobs])
+    _pool_deadlines(spec, status, jobs, frag_since, clock)
+    return PoolPlan(plans, status, queue, faulty, events, clock.next, tuple(sorted(defrag.migrate)))
+
+
+def held_nodes(previous: CardPoolStatus | None, held: Mapping[str, Hold],
+               now: datetime) -> tuple[list[HeldNode], list[tuple[str, str, str]]]:
+    """The pool's held nodes, and a DrainCapReached event for each hold that begins: the status written before
+    the event is the memory that each hold is reported once, whoever runs the pass."""
+    before = {h.node: h for h in previous.held_nodes} if previous else {}
+    out, events = [], []
+    for node in sorted(held):
+        hold = held[node]
+        kept = before.get(node)
+        out.append(HeldNode(node=node, reason=hold.reason, since=kept.since if kept else now))
+        if kept is None:
+            events.append(("Warning", "DrainCapReached", hold.message))
+    return out, events
+
+
+def _pool_deadlines(spec: CardPoolSpec, status: CardPoolStatus, jobs: list[ObservedJob],
+                    frag_since: dict[str, datetime | None], clock: Deadlines) -> None:
+    """When the pool's own time-based rules (compaction, the defragmentation target's timeout, moves leaving
+    the hour's budget) could decide otherwise."""
+    for since in frag_since.values():
+        if since is not None:
+            clock.note(since + timedelta(seconds=spec.defragmentation.compaction_after_seconds))
+    defrag = status.defragmentation
+    if defrag is not None:
+        if defrag.since is not None:
+            clock.note(defrag.since + TARGET_TIMEOUT)
+        for move in defrag.migrations:
+            clock.note(move.time + HOUR)
+    for job in jobs:
+        last = job.status.history[-1] if job.status.history else None
+        if last is not None and last.end_reason == MIGRATED and last.end_time is not None:
+            clock.note(last.end_time + TARGET_TIMEOUT)
 
 
 def fragmented_since(spec: CardPoolSpec, previous: CardPoolStatus | None, queue: QueuePlan,
@@ -147,19 +266,22 @@ def room_to_grow(snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob]) 
     return {}
 def pool_status(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None, snapshot: Snapshot,
                 queue: QueuePlan, now: datetime, drained: dict[str, int] | None = None,
-                frag_since: dict[str, datetime | None] | None = None) -> CardPoolStatus:
+                frag_since: dict[str, datetime | None] | None = None, foreign: Foreign | None = None) -> CardPoolStatus:
     used, free_now = snapshot.used(), snapshot.free()
     groups = []
     for g in spec.node_groups:
-        members = [n for n in snapshot.nodes if n.group == g.name]
+        group_nodes = [n for n in snapshot.nodes if n.group == g.name]
         frag = queue.fragmentation.get(g.name)
-        healthy = sum(n.allocatable for n in members if n.usable)
-        cards = sum(n.capacity for n in members)
-        allocated = sum(min(used[n.name], n.allocatable) for n in members if n.usable)
-        free = sum(free_now[n.name] for n in members)
+        healthy = sum(n.allocatable for n in group_nodes if n.usable)
+        cards = sum(n.capacity for n in group_nodes)
+        taken = {n.name: min((foreign or {}).get(n.name, {}).get(g.accelerator.resource, 0), n.capacity)
+                 for n in group_nodes}
+        allocated = sum(min(used[n.name] - taken[n.name], n.allocatable) for n in group_nodes if n.usable)
+        free = sum(free_now[n.name] for n in group_nodes)
         groups.append(GroupStatus(
-            name=g.name, model=g.accelerator.model, nodes=len(members), cards=cards, healthy_cards=healthy,
-            allocated_cards=allocated, free_cards=free, unhealthy_cards=cards - healthy,
+            name=g.name, model=g.accelerator.model, nodes=len(group_nodes), cards=cards, healthy_cards=healthy,
+            allocated_cards=max(allocated, 0), other_cards=sum(taken.values()), free_cards=free,
+            unhealthy_cards=cards - healthy,
             draining_nodes=(drained or {}).get(g.name, 0),
             largest_free_block=frag.largest_free_block if frag else 0,
             fragmentation_percent=frag.percent if frag else 0,
