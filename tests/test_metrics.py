@@ -9,7 +9,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from cardpool.handlers import metrics
+from cardpool.controller import metrics
 
 DASHBOARD = Path(__file__).resolve().parents[1] / "manifests" / "grafana" / "cardpool-dashboard.json"
 
@@ -19,7 +19,8 @@ def exported() -> set[str]:
     for family in REGISTRY.collect():
         names |= {s.name for s in family.samples} | {family.name}
     for metric in (metrics.JOBS, metrics.RESTARTS, metrics.RECOVERY, metrics.CARDS, metrics.FRAGMENTATION,
-                   metrics.DRAINED, metrics.PASS_SECONDS, metrics.PASS_ERRORS):
+                   metrics.DRAINED, metrics.PASS_DURATION, metrics.PASS_ERRORS, metrics.APPLY_QUEUE,
+                   metrics.SETTLING, metrics.LOOP_LAG):
         for family in metric.describe():
             names.add(family.name)
     return names | {f"{n}_bucket" for n in names} | {f"{n}_total" for n in names}
@@ -46,7 +47,7 @@ def test_a_pass_and_a_restart_become_figures() -> None:
     lost = [replace(n, conditions={"Ready": "False"}) if n.name == "h800-2" else n for n in NODES]
     plan = reconcile_pool(POOL, 1, None, lost, [running], NOW)
     before = REGISTRY.get_sample_value("cardpool_restarts_total", {"pool": "m", "reason": "NodeNotReady"}) or 0
-    metrics.record_pass("m", plan, 0.02)
+    metrics.record_pass("m", plan)
     metrics.record_job("m", running, plan.jobs[0], NOW)
     assert REGISTRY.get_sample_value("cardpool_restarts_total", {"pool": "m", "reason": "NodeNotReady"}) == before + 1
     assert REGISTRY.get_sample_value("cardpool_jobs", {"pool": "m", "phase": "Restarting"}) == 1

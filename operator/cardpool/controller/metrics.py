@@ -1,6 +1,7 @@
 """Prometheus metrics of the operator, read off each pool pass's plan (what was decided, never re-derived):
-jobs by phase, restarts by reason, time to recover, cards and fragmentation per group, drained nodes, and
-the passes' own duration and errors. Served by prometheus-client on CARDPOOL_METRICS_PORT (default 9464;
+jobs by phase, restarts by reason, time to recover, cards and fragmentation per group, drained nodes; the
+passes' own duration and errors, the applier's queue, the event loop's lag (and, in cardpool.kube.budget,
+API requests by verb, resource and code). Served by prometheus-client on CARDPOOL_METRICS_PORT (default 9464;
 0 turns it off). Counters and histograms start from zero when the operator starts, as usual for Prometheus.
 """
 
@@ -27,9 +28,14 @@ CARDS = Gauge("cardpool_cards", "Cards per pool, group and state (allocated, fre
 FRAGMENTATION = Gauge("cardpool_fragmentation_ratio", "Share of a group's free cards that cannot host a "
                       "full-node worker", ["pool", "group"])
 DRAINED = Gauge("cardpool_drained_nodes", "Nodes drained by cardpool (draining or on probation)", ["pool", "group"])
-PASS_SECONDS = Histogram("cardpool_reconcile_seconds", "Duration of a pool's pass (decide and act)", ["pool"],
-                         buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+PASS_DURATION = Histogram("cardpool_pass_duration_seconds", "Duration of a pass: deciding every pool from the "
+                          "observed world (its effects are carried out apart, see cardpool_apply_queue_tasks)",
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30, 60))
 PASS_ERRORS = Counter("cardpool_reconcile_errors_total", "Pool passes or job effects that failed", ["pool"])
+APPLY_QUEUE = Gauge("cardpool_apply_queue_tasks", "API calls handed over by passes and not yet done")
+SETTLING = Gauge("cardpool_settling_jobs", "Jobs whose effects are in flight or not yet seen in the watch", ["pool"])
+LOOP_LAG = Gauge("cardpool_event_loop_lag_seconds", "How late the operator's asyncio loop last woke up (the "
+                 "liveness probe is answered on it)")
 
 
 def serve(port: int) -> None:
@@ -41,8 +47,8 @@ def serve(port: int) -> None:
         log.error("cannot serve metrics on port %d: %s", port, exc)
 
 
-def record_pass(pool: str, plan: PoolPlan, seconds: float) -> None:
-    PASS_SECONDS.labels(pool).observe(seconds)
+def record_pass(pool: str, plan: PoolPlan) -> None:
+    SETTLING.labels(pool).set(sum(1 for p in plan.jobs if p.settling))
     phases = dict.fromkeys((p.value for p in Phase), 0)
     for job_plan in plan.jobs:
         phases[(job_plan.status.phase or Phase.QUEUED).value] += 1

@@ -14,6 +14,8 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from cardpool.api.keys import GROUP, VERSION
 
+from .budget import RequestBudget, budget_from_env, record, retry_after_seconds, verb_and_resource
+
 log = logging.getLogger("cardpool.kube")
 REQUEST_TIMEOUT = 10.0
 T = TypeVar("T")
@@ -33,7 +35,8 @@ retried = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(5)
 class Kube:
     """Typed API groups over one ApiClient."""
 
-    def __init__(self, api: client.ApiClient | None = None, connections: int = 32):
+    def __init__(self, api: client.ApiClient | None = None, connections: int = 32,
+                 budget: RequestBudget | None = None):
         if api is None:
             configuration = client.Configuration()
             try:
@@ -44,14 +47,38 @@ class Kube:
             configuration.connection_pool_maxsize = connections
             api = client.ApiClient(configuration)
         self.api = api
+        self.budget = budget or budget_from_env()
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.coordination = client.CoordinationV1Api(api)
 
     @retried
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One request within the client's budget (QPS and burst); a 429 pauses every request of this client
+        for the server's Retry-After, then this one is retried. Each try is counted by verb, resource and code."""
+        try:
+            return self.attempt(fn, *args, **kwargs)
+        except ApiException as exc:
+            if exc.status == 429:
+                self.budget.back_off(retry_after_seconds(exc))
+            raise
+
+    def attempt(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """One try within the budget, counted, not retried (for answers the caller reads itself, such as an
+        eviction's 429 from a PodDisruptionBudget)."""
         kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)  # a hung call must not outlive leadership
-        return fn(*args, **kwargs)
+        verb, resource = verb_and_resource(getattr(fn, "__name__", "call"), args)
+        self.budget.acquire()
+        try:
+            result = fn(*args, **kwargs)
+        except ApiException as exc:
+            record(verb, resource, str(exc.status))
+            raise
+        except Exception:
+            record(verb, resource, "error")
+            raise
+        record(verb, resource, "2xx")
+        return result
 
     def create(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
         """Create; False when it already exists."""

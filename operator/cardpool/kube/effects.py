@@ -1,26 +1,25 @@
-"""Carry out a pool pass's plan, idempotently: status first (the job's memory), then deletions, then the
-children of a new attempt, then events. Safe to repeat after a crash at any point."""
+"""The operator's writes, one idempotent API call each, so the controller's applier can schedule them one by
+one: a create that finds the object there is done (AlreadyExists), a delete that finds it gone is done
+(NotFound), and a status write names the resourceVersion it was decided on, so a decision made on a stale
+view is refused (409) and decided again. Safe to repeat after a crash at any point."""
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import datetime
 
 from kubernetes.client.exceptions import ApiException
 
-from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
+from cardpool.api.cardpool import CardPoolStatus
 from cardpool.api.conditions import set_condition
 from cardpool.api.keys import GROUP, VERSION
-from cardpool.core.lifecycle import JobPlan
+from cardpool.api.trainingjob import TrainingJobStatus
+from cardpool.core.lifecycle import Verdict
 from cardpool.core.observed import ObservedJob
 
-from . import builders
 from .client import Kube
 
 log = logging.getLogger("cardpool.effects")
-PARALLEL_CREATES = 16
 
 
 def status_patch(model) -> dict:
@@ -28,64 +27,76 @@ def status_patch(model) -> dict:
     return model.model_dump(mode="json", by_alias=True)
 
 
-def write_status(kube: Kube, job: ObservedJob, plan: JobPlan) -> str | None:
-    """The job's new status, only if the job is still as observed. Returns the new resourceVersion; None
-    when nothing changed. Raises ApiException 409 when the view was stale (decide again next pass)."""
-    if not plan.status_changed:
-        return None
-    return kube.patch_job_status(job.namespace, job.name, status_patch(plan.status), job.resource_version)
+def version(resource_version: str) -> int:
+    """kube-apiserver's resourceVersions come from etcd revisions and grow. They are opaque to clients in
+    general; comparing them is what lets the operator wait for its own writes to show in the watch."""
+    try:
+        return int(resource_version or 0)
+    except ValueError:
+        return 1 << 62
 
 
-def apply_children(kube: Kube, job: ObservedJob, plan: JobPlan, pool_name: str, pool: CardPoolSpec,
-                   now: datetime, pool_executor: ThreadPoolExecutor) -> None:
-    """After the status write: deletions, then the children of a new attempt, then events."""
-    for name in plan.delete:
-        kube.delete(kube.core.delete_namespaced_pod, name, job.namespace)
-    for name in plan.force_delete:  # its kubelet is gone and will never confirm the end
-        log.info("force-removing pod %s/%s, stuck terminating on a lost node", job.namespace, name)
-        kube.delete(kube.core.delete_namespaced_pod, name, job.namespace, grace_period_seconds=0)
-    if plan.create:
-        log.info("placing attempt %s of %s: %d pods", plan.status.attempt, job.key, len(plan.create))
-        # the children are built from the status just written: the recorded placement of this attempt
-        current = replace(job, status=plan.status)
-        svc = builders.service(current, pool_name)
-        if not kube.create(kube.core.create_namespaced_service, job.namespace, svc):  # an earlier attempt's
-            kube.call(kube.core.patch_namespaced_service, job.name, job.namespace, {"spec": svc["spec"]})
-        _put_config_map(kube, builders.config_map(current, pool_name, pool))
-        pods = [builders.worker_pod(current, pool_name, pool, slot) for slot in plan.create]
-        list(pool_executor.map(lambda p: kube.create(kube.core.create_namespaced_pod, job.namespace, p), pods))
-    for event in plan.events:
-        post_event(kube, job, event.type, event.reason, event.message, now)
-    if plan.delete_job:
-        kube.delete(kube.custom.delete_namespaced_custom_object, GROUP, VERSION, job.namespace, "trainingjobs",
-                    job.name, propagation_policy="Background")
+def write_job_status(kube: Kube, job: ObservedJob, status: TrainingJobStatus) -> int:
+    """The job's new status, only if the job is still as observed. Returns the resourceVersion it produced.
+    Raises ApiException 409 when the view was stale."""
+    return version(kube.patch_job_status(job.namespace, job.name, status_patch(status), job.resource_version))
 
 
-def judge_checkpoints(kube: Kube, job: ObservedJob, plan: JobPlan, now: datetime) -> None:
-    """The Accepted condition on each checkpoint the plan judged (after the job's status holds the verdict)."""
-    for verdict in plan.verdicts:
-        conditions = set_condition([], "Accepted", verdict.accepted, verdict.reason, verdict.message, now)
-        kube.call(kube.custom.patch_namespaced_custom_object_status, GROUP, VERSION, job.namespace, "checkpoints",
-                  verdict.checkpoint, {"status": {"conditions": [c.wire() for c in conditions]}})
+def create_pod(kube: Kube, manifest: dict) -> bool:
+    """False when it exists already (a crash between create and the watch, or a lagging index)."""
+    return kube.create(kube.core.create_namespaced_pod, manifest["metadata"]["namespace"], manifest)
 
 
-def _put_config_map(kube: Kube, manifest: dict) -> None:
+def delete_pod(kube: Kube, namespace: str, name: str, force: bool = False) -> bool:
+    """`force`: its kubelet is gone and will never confirm the end (grace period 0)."""
+    if force:
+        log.info("force-removing pod %s/%s, stuck terminating on a lost node", namespace, name)
+        return kube.delete(kube.core.delete_namespaced_pod, name, namespace, grace_period_seconds=0)
+    return kube.delete(kube.core.delete_namespaced_pod, name, namespace)
+
+
+def ensure_service(kube: Kube, manifest: dict) -> None:
+    meta = manifest["metadata"]
+    if not kube.create(kube.core.create_namespaced_service, meta["namespace"], manifest):  # an earlier attempt's
+        kube.call(kube.core.patch_namespaced_service, meta["name"], meta["namespace"], {"spec": manifest["spec"]})
+
+
+def put_config_map(kube: Kube, manifest: dict) -> None:
     meta = manifest["metadata"]
     if not kube.create(kube.core.create_namespaced_config_map, meta["namespace"], manifest):
         kube.call(kube.core.replace_namespaced_config_map, meta["name"], meta["namespace"], manifest)
 
 
-def apply_pool_status(kube: Kube, name: str, status: CardPoolStatus, previous: CardPoolStatus | None) -> str | None:
-    """The pool's new status; returns the new resourceVersion, None when nothing changed."""
-    if status != previous:
-        return kube.patch_pool_status(name, status_patch(status))
-    return None
+def judge_checkpoint(kube: Kube, namespace: str, verdict: Verdict, now: datetime) -> None:
+    """The Accepted condition on a checkpoint the plan judged (after the job's status holds the verdict)."""
+    conditions = set_condition([], "Accepted", verdict.accepted, verdict.reason, verdict.message, now)
+    try:
+        kube.call(kube.custom.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, "checkpoints",
+                  verdict.checkpoint, {"status": {"conditions": [c.wire() for c in conditions]}})
+    except ApiException as exc:
+        if exc.status != 404:  # deleted meanwhile: nothing left to judge
+            raise
+
+
+def delete_job(kube: Kube, namespace: str, name: str) -> None:
+    kube.delete(kube.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, "trainingjobs", name,
+                propagation_policy="Background")
+
+
+def write_pool_status(kube: Kube, name: str, status: CardPoolStatus) -> int:
+    """The pool's new status; returns the resourceVersion it produced."""
+    return version(kube.patch_pool_status(name, status_patch(status)))
 
 
 def post_event(kube: Kube, job: ObservedJob, type_: str, reason: str, message: str, now: datetime) -> None:
     """An event on a TrainingJob."""
     post(kube, job.namespace, {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingJob", "name": job.name,
                                "namespace": job.namespace, "uid": job.uid}, type_, reason, message, now)
+
+
+def post_pool_event(kube: Kube, pool: str, type_: str, reason: str, message: str, now: datetime) -> None:
+    post(kube, "default", {"apiVersion": f"{GROUP}/{VERSION}", "kind": "CardPool", "name": pool},
+         type_, reason, message, now)
 
 
 def post(kube: Kube, namespace: str, involved: dict, type_: str, reason: str, message: str, now: datetime) -> None:

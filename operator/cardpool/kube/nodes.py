@@ -13,50 +13,41 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from cardpool.api.keys import ANNOTATION_DRAIN, GROUP, TAINT_DRAIN, VERSION
-from cardpool.core.drain import DrainPlan, NodeAction, eviction_decisions
-from cardpool.core.observed import DrainRecord, ObservedNode
+from cardpool.api.keys import ANNOTATION_DRAIN, TAINT_DRAIN
+from cardpool.core.drain import NodeAction, NodeEvent, eviction_decisions
+from cardpool.core.observed import DrainRecord
 
 from . import effects, observe
-from .client import REQUEST_TIMEOUT, Kube
+from .client import Kube
 
 log = logging.getLogger("cardpool.nodes")
 
 
-_held_reported: set[str] = set()
-"""Held nodes whose DrainCapReached event was posted (once per hold, not once per pass)."""
+def apply_action(kube: Kube, action: NodeAction, decided_on: DrainRecord | None, events: list[NodeEvent],
+                 now: datetime) -> None:
+    """One node's drain action, then its events (only if the node was changed: a stale view or a failed write
+    is decided again by the next pass, which says so then)."""
+    try:
+        changed = _apply(kube, action, decided_on)
+    except ApiException as exc:
+        if exc.status in (404, 409):  # gone, or changed since observed: the next pass decides again
+            return
+        raise
+    if changed:
+        for event in events:
+            post_node_event(kube, event.node, event.pool, event.type, event.reason, event.message, now)
 
 
-def apply_drain_plan(kube: Kube, plan: DrainPlan, nodes: list[ObservedNode], now: datetime) -> None:
-    by_name = {n.name: n for n in nodes}
-    applied: set[str] = set()
-    for action in plan.actions:
-        try:
-            if _apply(kube, action, by_name[action.node].drain if action.node in by_name else None):
-                applied.add(action.node)
-        except ApiException as exc:
-            if exc.status not in (404, 409):  # gone, or changed since observed: the next pass decides again
-                log.exception("%s of node %s failed", action.kind, action.node)
-    acted = {a.node for a in plan.actions}
-    for node in nodes:  # drained nodes whose other pods have not all gone yet (not those acted on just now)
-        record = node.drain
-        if record is None or record.others_evicted or node.name in acted:
-            continue
-        try:
-            if evict_others(kube, node.name):
-                _update_record(kube, node.name, record, replace(record, others_evicted=True))
-        except ApiException as exc:
-            if exc.status not in (404, 409):
-                log.exception("evicting the pods of node %s failed", node.name)
-    for event in plan.events:
-        if event.reason in ("NodeDrained", "NodeReturned") and event.node not in applied:
-            continue  # not done (a stale view or a failed write): the next pass tries again and says so then
-        if event.reason == "DrainCapReached":
-            if event.node in _held_reported:
-                continue
-            _held_reported.add(event.node)
-        post_node_event(kube, event.node, event.pool, event.type, event.reason, event.message, now)
-    _held_reported.intersection_update(plan.held)
+def finish_eviction(kube: Kube, node: str, record: DrainRecord) -> bool:
+    """Evict a drained node's other pods; once none is left, the drain record says so. True when done."""
+    try:
+        if evict_others(kube, node):
+            _update_record(kube, node, record, replace(record, others_evicted=True))
+            return True
+    except ApiException as exc:
+        if exc.status not in (404, 409):
+            raise
+    return False
 
 
 def _update_record(kube: Kube, node: str, seen: DrainRecord, record: DrainRecord) -> None:
@@ -120,8 +111,9 @@ def evict_others(kube: Kube, node: str) -> bool:
         pod = decision.pod
         body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace))
         try:
-            # not kube.call: its retries would wait out a PodDisruptionBudget inside the pass
-            kube.core.create_namespaced_pod_eviction(pod.name, pod.namespace, body, _request_timeout=REQUEST_TIMEOUT)
+            # one try, not kube.call: a 429 here is a PodDisruptionBudget's refusal, not an overloaded server,
+            # and retrying would wait it out inside the pass
+            kube.attempt(kube.core.create_namespaced_pod_eviction, pod.name, pod.namespace, body)
             log.info("evicted pod %s/%s from node %s", pod.namespace, pod.name, node)
         except ApiException as exc:
             if exc.status == 404:
@@ -136,6 +128,8 @@ def evict_others(kube: Kube, node: str) -> bool:
 
 def post_node_event(kube: Kube, node: str, pool: str, type_: str, reason: str, message: str, now: datetime) -> None:
     """An event on the node, or on the pool when `pool` is set."""
-    involved = ({"apiVersion": f"{GROUP}/{VERSION}", "kind": "CardPool", "name": pool} if pool
-                else {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node})  # kubelet's node uid
+    if pool:
+        effects.post_pool_event(kube, pool, type_, reason, message, now)
+        return
+    involved = {"apiVersion": "v1", "kind": "Node", "name": node, "uid": node}  # kubelet's node uid
     effects.post(kube, "default", involved, type_, reason, message, now)

@@ -1,0 +1,376 @@
+"""The controller: a pass decides from the observed world and hands the effects to the applier; it never waits
+for them.
+
+A pass (one thread at a time) takes a copy of the indexes and, for every pool, runs the node pass (drains)
+and the pool pass (cardpool.core) over it. Jobs with effects in flight, or written but not yet seen in the
+watch, are settling (see expectations): the core does not decide them, and reads the status they were given.
+Every other job's plan becomes a `Work` for the applier: the status write first (the job's memory: its
+attempt and placement are recorded before any of its pods exists), then deletions, events, checkpoint
+verdicts and the attempt's Service and ConfigMap, then its pods, all at once. A pool's status that records
+defragmentation moves is written before any moved job stops, so a crash in between loses no move.
+
+The pass runs when something it reads changed, when a time-based rule it looked at comes due, when a
+settling job could settle by time, and at least every `resync` seconds; and no more often than every
+`min_interval` seconds, so a burst of watch events costs a few passes, not one per event. A plan memo makes
+the pass's cost grow with what changed (see cardpool.core.pool.PlanMemo).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from kubernetes.client.exceptions import ApiException
+
+from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
+from cardpool.core.drain import Member, members, plan_drains
+from cardpool.core.lifecycle import JobPlan, plan_missing_pool, pod_name
+from cardpool.core.observed import ObservedBudget, ObservedCheckpoint, ObservedJob, ObservedNode, ObservedPod
+from cardpool.core.pool import PlanMemo, PoolPlan, reconcile_pool
+from cardpool.kube import builders, effects
+from cardpool.kube import nodes as node_effects
+from cardpool.kube.client import Kube
+
+from . import metrics
+from .applier import Applier, Fenced, Priority, Task, Work
+from .expectations import Expectations, describe
+from .work import DELETE_PRIORITY, create_priority, status_priority
+
+log = logging.getLogger("cardpool.controller")
+NODE_RETRY_S = 10.0
+"""A node acted on is left alone this long unless the watch shows it changed (its action re-reads it anyway)."""
+
+
+@dataclass(frozen=True)
+class Observations:
+    """One consistent copy of what the watches hold."""
+
+    nodes: list[ObservedNode]
+    pods: Mapping[tuple[str, str], tuple[ObservedPod, ...]]
+    jobs: Mapping[str, list[ObservedJob]]
+    """pool name -> its jobs (spec and status parsed once per version, without pods and checkpoints)."""
+    pools: Mapping[str, dict]
+    """name -> the CardPool as the API returns it."""
+    checkpoints: Mapping[tuple[str, str], tuple[ObservedCheckpoint, ...]] = field(default_factory=dict)
+    budgets: tuple[ObservedBudget, ...] = ()
+    foreign: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """node -> card resource -> cards held by pods cardpool does not manage."""
+
+
+@dataclass
+class _Pool:
+    version: str
+    spec: CardPoolSpec
+    status: CardPoolStatus | None
+    generation: int
+
+
+class Controller:
+    def __init__(self, kube: Kube, leading: Callable[[], bool] = lambda: True, workers: int = 32,
+                 resync: float = 10.0, min_interval: float = 0.1, expectation_timeout: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic, wake: Callable[[], None] = lambda: None):
+        self.kube = kube
+        self.leading = leading
+        self.resync, self.min_interval = resync, min_interval
+        self.clock = clock
+        self.applier = Applier(workers, fence=leading)
+        self.expectations = Expectations(timeout=expectation_timeout)
+        self._wake = wake
+        self._dirty = threading.Event()
+        self._dirty.set()
+        self._last_pass = float("-inf")
+        self._next_due: float | None = None
+        self._memos: dict[str, PlanMemo] = {}
+        self._pools: dict[str, _Pool] = {}
+        self._nodes_acted: dict[str, tuple[ObservedNode | None, float]] = {}
+        self.was_leading = False
+
+    # -- when to run ------------------------------------------------------------------------------------
+
+    def changed(self) -> None:
+        """Something a pass reads changed (called by the watches' handlers, from any thread)."""
+        self._dirty.set()
+        self._wake()
+
+    def sleep_for(self) -> float:
+        """Seconds until the next pass is due with nothing changing."""
+        now = self.clock()
+        due = self._last_pass + self.resync
+        if self._next_due is not None:
+            due = min(due, self._next_due)
+        if self._dirty.is_set():
+            due = min(due, self._last_pass + self.min_interval)
+        return max(due - now, 0.0)
+
+    def due(self) -> bool:
+        now = self.clock()
+        if now - self._last_pass < self.min_interval:
+            return False
+        return self._dirty.is_set() or now - self._last_pass >= self.resync or (
+            self._next_due is not None and now >= self._next_due)
+
+    # -- the pass -----------------------------------------------------------------------------------------
+
+    def lost_leadership(self) -> None:
+        """Forget everything decided and queued: the next leader (maybe this replica again) starts afresh."""
+        dropped = self.applier.drop_queued()
+        self.expectations.forget()
+        self._memos.clear()
+        self._nodes_acted.clear()
+        self._dirty.set()
+        if self.was_leading:
+            log.warning("leadership lost: %d queued API calls dropped", dropped)
+        self.was_leading = False
+
+    def run_pass(self, observed: Observations, now: datetime | None = None) -> None:
+        """Decide everything from `observed` and hand the effects over. Call with a fresh copy of the indexes,
+        taken after `changed()` was last seen (the dirty flag is cleared first, so a change during the pass
+        makes another)."""
+        if not self.leading():
+            self.lost_leadership()
+            return
+        self.was_leading = True
+        self._dirty.clear()
+        started = time.perf_counter()
+        now = now or datetime.now(UTC)
+        mono = self.clock()
+        self._last_pass = mono
+        pools = self._parse_pools(observed.pools)
+        classified = {name: members(pool.spec, observed.nodes) for name, pool in pools.items()}
+        next_due: list[float] = []
+        try:  # nodes first: one writer for every node's drain, whichever pools select it
+            held = self._node_pass(pools, classified, observed.nodes, now, mono)
+        except Exception:
+            log.exception("the node pass failed")
+            held = {}
+        for name in sorted(pools):
+            try:
+                plan = self._pool_pass(name, pools[name], observed, classified[name], held.get(name, {}), now, mono)
+                if plan.recheck_at is not None:
+                    next_due.append(mono + max((plan.recheck_at - now).total_seconds(), 0.0))
+                metrics.record_pass(name, plan)
+            except Exception:  # one pool's failure must not stall the others
+                log.exception("pass of pool %s failed", name)
+                metrics.count_error(name)
+        self._missing_pools(observed, pools, now, mono)
+        self._forget_gone(observed)
+        if (check := self.expectations.next_check(mono)) is not None:
+            next_due.append(check)
+        self._next_due = min(next_due) if next_due else None
+        metrics.PASS_DURATION.observe(time.perf_counter() - started)
+
+    def _parse_pools(self, bodies: Mapping[str, dict]) -> dict[str, _Pool]:
+        """Pools parsed once per resourceVersion."""
+        out = {}
+        for name, body in bodies.items():
+            meta = body["metadata"]
+            version = meta.get("resourceVersion", "")
+            known = self._pools.get(name)
+            if known is None or known.version != version or not version:
+                status = CardPoolStatus.model_validate(body["status"]) if body.get("status") else None
+                known = _Pool(version, CardPoolSpec.model_validate(body["spec"]), status, meta.get("generation") or 0)
+            out[name] = known
+        self._pools = out
+        return out
+
+    def _node_pass(self, pools: dict[str, _Pool], classified: dict[str, list[Member]], nodes: list[ObservedNode],
+                   now: datetime, mono: float) -> dict[str, dict]:
+        """Drains and returns, each node's action as a work of its own. Returns each pool's held nodes."""
+        plan = plan_drains({n: p.spec for n, p in pools.items()}, nodes, now, classified)
+        by_name = {n.name: n for n in nodes}
+        events: dict[str, list] = {}
+        for event in plan.events:
+            events.setdefault(event.node, []).append(event)
+        for action in plan.actions:
+            node = by_name.get(action.node)
+            if self._node_busy(action.node, node, mono):
+                continue
+            decided_on = node.drain if node is not None else None
+            self._submit_node(action.node, node, mono, Task(
+                f"{action.kind.lower()} node {action.node}", Priority.URGENT,
+                lambda a=action, d=decided_on: node_effects.apply_action(self.kube, a, d, events.get(a.node, []),
+                                                                        now)))
+        acted = {a.node for a in plan.actions}
+        for node in nodes:  # drained nodes whose other pods have not all gone yet
+            record = node.drain
+            if record is None or record.others_evicted or node.name in acted or self._node_busy(node.name, node,
+                                                                                                  mono):
+                continue
+            self._submit_node(node.name, node, mono, Task(
+                f"evict the other pods of node {node.name}", Priority.NORMAL,
+                lambda n=node.name, r=record: node_effects.finish_eviction(self.kube, n, r)))
+        held: dict[str, dict] = {}
+        for node, hold in plan.held.items():
+            held.setdefault(hold.pool, {})[node] = hold
+        return held
+
+    def _node_busy(self, name: str, node: ObservedNode | None, mono: float) -> bool:
+        if self.applier.in_flight(f"node/{name}"):
+            return True
+        acted = self._nodes_acted.get(name)
+        return acted is not None and acted[0] is node and mono - acted[1] < NODE_RETRY_S
+
+    def _submit_node(self, name: str, node: ObservedNode | None, mono: float, task: Task) -> None:
+        self._nodes_acted[name] = (node, mono)
+
+        def done(error: BaseException | None) -> None:
+            if error is not None and not isinstance(error, Fenced):
+                log.warning("%s failed: %s", task.name, describe(error))
+                self._nodes_acted.pop(name, None)
+
+        self.applier.submit(Work(f"node/{name}", [[task]], done))
+
+    def _pool_pass(self, name: str, pool: _Pool, observed: Observations, classified: list[Member], held: dict,
+                   now: datetime, mono: float) -> PoolPlan:
+        jobs: list[ObservedJob] = []
+        settling: set[str] = set()
+        for job in observed.jobs.get(name, ()):
+            ident = (job.namespace, job.name)
+            pods = observed.pods.get(ident, ())
+            if self._settling(job, pods, mono):
+                settling.add(job.key)
+                if (written := self.expectations.overlay(job.key)) is not None:
+                    job = replace(job, status=written)
+            jobs.append(replace(job, pods=pods, checkpoints=observed.checkpoints.get(ident, ())))
+        pool_key = f"pool/{name}"
+        pool_settling = self.applier.in_flight(pool_key) or not self.expectations.settled(
+            pool_key, mono, effects.version(pool.version))
+        previous = (self.expectations.overlay(pool_key) if pool_settling else None) or pool.status
+        mine = {(j.namespace, j.name) for j in jobs}
+        others = tuple(p for key, pods in observed.pods.items() if key not in mine for p in pods)
+        plan = reconcile_pool(pool.spec, pool.generation, previous, observed.nodes, jobs, now, others,
+                              observed.budgets, observed.foreign, classified, settling, held,
+                              self._memos.setdefault(name, PlanMemo()))
+        moved = set(plan.moves) if not pool_settling else set()
+        chained: list[Work] = []
+        for job, job_plan in zip(jobs, plan.jobs, strict=True):
+            if job_plan.settling or not job_plan.acts:
+                continue
+            if plan.moves and job.key in plan.moves and job.key not in moved:
+                continue  # its move waits until the pool's status can record it first
+            work = self._job_work(job, job_plan, name, pool.spec, now, mono)
+            if job.key in moved:
+                chained.append(work)
+            else:
+                self.applier.submit(work)
+        if not pool_settling and (plan.status != previous or plan.events or chained):
+            self._submit_pool(name, pool, plan, previous, chained, now, mono)
+        return plan
+
+    def _settling(self, job: ObservedJob, pods: tuple[ObservedPod, ...], mono: float) -> bool:
+        key = job.key
+        if self.applier.in_flight(key):
+            return True
+        if not self.expectations.waiting(key):
+            return False
+        return not self.expectations.settled(key, mono, effects.version(job.resource_version),
+                                             {p.name for p in pods}, {p.name for p in pods if p.deleting})
+
+    def _job_work(self, job: ObservedJob, plan: JobPlan, pool_name: str, pool: CardPoolSpec | None, now: datetime,
+                  mono: float) -> Work:
+        key, kube, ns = job.key, self.kube, job.namespace
+        stages: list[list[Task]] = []
+        if plan.status_changed:
+            def write() -> None:
+                self.expectations.wrote(key, effects.write_job_status(kube, job, plan.status))
+                metrics.record_job(pool_name, job, plan, now)
+            stages.append([Task(f"status of {key}", status_priority(job, plan), write)])
+        after: list[Task] = []
+        after += [Task(f"delete pod {ns}/{pod}", DELETE_PRIORITY, lambda p=pod: effects.delete_pod(kube, ns, p))
+                  for pod in plan.delete]
+        after += [Task(f"force-delete pod {ns}/{pod}", DELETE_PRIORITY,
+                       lambda p=pod: effects.delete_pod(kube, ns, p, force=True)) for pod in plan.force_delete]
+        after += [Task(f"event {e.reason} on {key}", Priority.NORMAL,
+                       lambda e=e: effects.post_event(kube, job, e.type, e.reason, e.message, now))
+                  for e in plan.events]
+        after += [Task(f"verdict on checkpoint {ns}/{v.checkpoint}", Priority.NORMAL,
+                       lambda v=v: effects.judge_checkpoint(kube, ns, v, now)) for v in plan.verdicts]
+        if plan.delete_job:
+            after.append(Task(f"delete {key} (ttlSecondsAfterFinished)", Priority.NORMAL,
+                              lambda: effects.delete_job(kube, ns, job.name)))
+        creates: list[Task] = []
+        if plan.create and pool is not None:
+            # the children are built from the status being written: the recorded placement of this attempt
+            current = replace(job, status=plan.status)
+            priority = create_priority(plan)
+
+            def children() -> None:
+                effects.ensure_service(kube, builders.service(current, pool_name))
+                effects.put_config_map(kube, builders.config_map(current, pool_name, pool))
+            after.append(Task(f"service and config map of {key}", priority, children))
+            for slot in plan.create:
+                creates.append(Task(f"create pod {ns}/{pod_name(job.name, plan.status.attempt, slot.rank)}",
+                                    priority, lambda s=slot: self._create_pod(current, pool_name, pool, s)))
+            log.info("placing attempt %s of %s: %d pods", plan.status.attempt, key, len(plan.create))
+        stages += [after, creates]
+        self.expectations.expect(key, mono, effects.version(job.resource_version),
+                                 plan.status if plan.status_changed else None,
+                                 creates=[pod_name(job.name, plan.status.attempt, s.rank) for s in plan.create],
+                                 deletes=plan.delete + plan.force_delete)
+
+        def done(error: BaseException | None) -> None:
+            conflict = isinstance(error, ApiException) and error.status == 409
+            if error is not None and not isinstance(error, Fenced) and not conflict:
+                log.warning("effects of %s failed, decided again after a backoff: %s", key, describe(error))
+                metrics.count_error(pool_name)
+            self.expectations.finished(key, self.clock(), error, conflict)
+            if error is not None:
+                self._dirty.set()  # decide again once its backoff ends or the watch shows the newer version
+        return Work(key, stages, done)
+
+    def _create_pod(self, job: ObservedJob, pool_name: str, pool: CardPoolSpec, slot) -> None:
+        effects.create_pod(self.kube, builders.worker_pod(job, pool_name, pool, slot))
+
+    def _submit_pool(self, name: str, pool: _Pool, plan: PoolPlan, previous: CardPoolStatus | None,
+                     chained: list[Work], now: datetime, mono: float) -> None:
+        key, kube = f"pool/{name}", self.kube
+        stages: list[list[Task]] = []
+        changed = plan.status != previous
+        if changed:
+            stages.append([Task(f"status of pool {name}", Priority.URGENT if chained else Priority.NORMAL,
+                                lambda: self.expectations.wrote(key, effects.write_pool_status(kube, name,
+                                                                                              plan.status)))])
+        stages.append([Task(f"event {reason} on pool {name}", Priority.NORMAL,
+                            lambda t=type_, r=reason, m=message: effects.post_pool_event(kube, name, t, r, m, now))
+                       for type_, reason, message in plan.events])
+        self.expectations.expect(key, mono, effects.version(pool.version), plan.status if changed else None)
+
+        def done(error: BaseException | None) -> None:
+            if error is not None and not isinstance(error, Fenced):
+                log.warning("writing the status of pool %s failed: %s", name, describe(error))
+            self.expectations.finished(key, self.clock(), error)
+            if error is not None:  # the moves were not recorded, so none is made: decide them again
+                self.expectations.forget([work.key for work in chained])
+                self._dirty.set()
+        self.applier.submit(Work(key, stages, done, then=chained))
+
+    def _missing_pools(self, observed: Observations, pools: dict[str, _Pool], now: datetime, mono: float) -> None:
+        """A job whose CardPool does not exist waits for it (no pool pass sees the job)."""
+        for pool_name, jobs in observed.jobs.items():
+            if pool_name in pools:
+                continue
+            for job in jobs:
+                if self._settling(job, (), mono):
+                    continue
+                plan = plan_missing_pool(job, now)
+                if plan.status_changed:
+                    self.applier.submit(self._job_work(job, plan, pool_name, None, now, mono))
+
+    def _forget_gone(self, observed: Observations) -> None:
+        present = {j.key for jobs in observed.jobs.values() for j in jobs}
+        present |= {f"pool/{name}" for name in observed.pools}
+        gone = [k for k in self.expectations.open_keys() if k not in present and not self.applier.in_flight(k)]
+        if gone:
+            self.expectations.forget(gone)
+        for name in list(self._memos):
+            if name not in observed.pools:
+                del self._memos[name]
+        for node in set(self._nodes_acted) - {n.name for n in observed.nodes}:
+            del self._nodes_acted[node]
+
+    def stop(self) -> None:
+        self.applier.stop()

@@ -1,0 +1,220 @@
+"""The controller under faults at every step of carrying out a plan. Each scenario must converge to exactly one
+pod per rank of the job's current attempt, with no restart counted twice or lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from cardpool.controller.loop import Controller
+
+from .fake import FakeServer, World, api_error, fast_retries, settle
+
+WORKERS = 4
+
+
+@pytest.fixture(autouse=True)
+def _no_retry_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_retries(monkeypatch)
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    server = FakeServer()
+    server.add_pool()
+    server.add_job("job")
+    w = World(server)
+    yield w
+
+
+@pytest.fixture
+def controllers() -> Iterator[list[Controller]]:
+    made: list[Controller] = []
+    yield made
+    for c in made:
+        c.stop()
+
+
+def new(world: World, controllers: list[Controller], **kw: Any) -> Controller:
+    c = world.controller(**kw)
+    controllers.append(c)
+    return c
+
+
+def assert_one_pod_per_rank(world: World, job: str = "job") -> dict:
+    status = world.server.job_status(job)
+    assert status.get("phase") == "Running", status.get("conditions")
+    attempt = status["attempt"]
+    pods = world.server.pods_of(job)
+    ranks = sorted(int(p["metadata"]["labels"]["cardpool.io/rank"]) for p in pods)
+    attempts = {p["metadata"]["labels"]["cardpool.io/attempt"] for p in pods}
+    assert ranks == list(range(WORKERS)) and attempts == {str(attempt)}, (ranks, attempts)
+    return status
+
+
+def crash_after(world: World, what: str, count: int) -> None:
+    """The operator dies right after its `count`th call of `what` arrived: nothing it sends later arrives."""
+    seen = {"n": 0}
+
+    def interceptor(name: str, args: tuple, kwargs: dict) -> None:
+        if name == what:
+            seen["n"] += 1
+            if seen["n"] > count:
+                world.server.down = True
+                raise ConnectionError("crashed")
+    world.server.interceptors.append(interceptor)
+
+
+def restart(world: World, controllers: list[Controller], old: Controller) -> Controller:
+    settle(old)
+    old.stop()
+    world.server.down = False
+    world.server.interceptors.clear()
+    return new(world, controllers)
+
+
+def test_a_crash_after_the_status_write_resumes_the_same_attempt(world: World, controllers: list) -> None:
+    c = new(world, controllers)
+    crash_after(world, "create_namespaced_pod", 0)  # the status is written, no pod is
+    world.step(c)
+    assert world.server.job_status("job")["attempt"] == 1 and not world.server.pods_of("job")
+    c = restart(world, controllers, c)
+    world.converge(c, 5)
+    status = assert_one_pod_per_rank(world)
+    assert status["attempt"] == 1 and status["restarts"] == {"counted": 0, "uncounted": 0, "scaling": 0}
+
+
+def test_a_crash_after_half_the_pods_creates_only_the_missing_ranks(world: World, controllers: list) -> None:
+    c = new(world, controllers)
+    crash_after(world, "create_namespaced_pod", WORKERS // 2)
+    world.step(c)
+    assert len(world.server.pods_of("job")) == WORKERS // 2
+    c = restart(world, controllers, c)
+    world.converge(c, 5)
+    assert_one_pod_per_rank(world)["attempt"] == 1
+    assert sum(1 for kind, _ in world.server.writes if kind == "create pod") == WORKERS
+
+
+def test_a_409_on_the_status_write_is_decided_again_on_the_newer_version(world: World, controllers: list) -> None:
+    c = new(world, controllers)
+    hits = {"n": 0}
+
+    def someone_else_wrote_first(name: str, args: tuple, kwargs: dict) -> None:
+        if name == "patch_namespaced_custom_object_status" and hits["n"] == 0:
+            hits["n"] += 1
+            world.server.jobs[("ns", "job")]["metadata"]["labels"] = {"team": "a"}  # e.g. a label change
+            world.server.jobs[("ns", "job")]["metadata"]["resourceVersion"] = world.server.next_rv()
+    world.server.interceptors.append(someone_else_wrote_first)
+    world.step(c)
+    assert not world.server.pods_of("job") and not world.server.job_status("job")  # refused: nothing placed
+    world.converge(c, 5)
+    assert assert_one_pod_per_rank(world)["attempt"] == 1
+
+
+def test_a_429_storm_pauses_the_whole_client_and_then_converges(world: World, controllers: list) -> None:
+    c = new(world, controllers)
+    left = {"n": 12}
+
+    def storm(name: str, args: tuple, kwargs: dict) -> None:
+        if left["n"] > 0:
+            left["n"] -= 1
+            raise api_error(429, retry_after=2)
+    world.server.interceptors.append(storm)
+    world.converge(c, 10)
+    assert_one_pod_per_rank(world)
+    assert sum(c.kube.slept) >= 2 * 4  # every refused try paused the client for Retry-After (the first 4 at least)
+
+
+def test_a_pod_that_already_exists_is_taken_as_created(world: World, controllers: list) -> None:
+    c = new(world, controllers)
+    world.step(c)  # the attempt is placed and its pods created
+    pods = world.server.pods_of("job")
+    victim = pods[1]["metadata"]["name"]
+    # a lagging index: the next passes see the world as before the pods existed; nothing is created twice
+    world.step(c, lag=True)
+    world.step(c, lag=True)
+    world.converge(c, 5)
+    assert_one_pod_per_rank(world)
+    assert sum(1 for kind, name in world.server.writes if kind == "create pod" and name == victim) == 1
+
+
+def test_deleting_a_pod_that_is_gone_is_done(world: World, controllers: list) -> None:
+    c = new(world, controllers)
+    world.converge(c, 4)
+    assert_one_pod_per_rank(world)
+    gone = {"done": False}
+
+    def already_gone(name: str, args: tuple, kwargs: dict) -> None:
+        if name == "delete_namespaced_pod" and not gone["done"]:
+            gone["done"] = True
+            world.server.pods.pop((args[1], args[0]), None)  # someone deleted it a moment before us
+    world.server.interceptors.append(already_gone)
+    world.nodes = [replace(n, conditions={"Ready": "False"}) if n.name == "h800-1" else n for n in world.nodes]
+    world.converge(c, 8)
+    status = assert_one_pod_per_rank(world)
+    assert status["attempt"] == 2 and status["restarts"]["uncounted"] == 1  # a node fault: not counted
+    assert gone["done"]
+
+
+def test_losing_leadership_mid_apply_writes_nothing_more(world: World, controllers: list) -> None:
+    c = new(world, controllers)
+
+    def lose_lease_after_the_status(name: str, args: tuple, kwargs: dict) -> None:
+        if name == "patch_namespaced_custom_object_status":
+            world.leading = False  # the lease lapses while the pods are still queued
+    world.server.interceptors.append(lose_lease_after_the_status)
+    world.step(c)
+    writes_when_lost = len(world.server.writes)
+    assert world.server.job_status("job")["attempt"] == 1
+    world.step(c)
+    world.step(c)
+    assert len(world.server.writes) == writes_when_lost and not world.server.pods_of("job")
+    world.server.interceptors.clear()
+    world.leading = True  # leadership back (this replica or a new one): it starts from what is observed
+    world.converge(c, 5)
+    assert assert_one_pod_per_rank(world)["attempt"] == 1
+
+
+def test_an_index_lagging_behind_the_operators_writes_never_places_twice(world: World, controllers: list) -> None:
+    c = new(world, controllers)
+    world.step(c)
+    for _ in range(5):  # the watch shows the job still Queued, without pods, pass after pass
+        world.step(c, lag=True)
+    assert world.server.job_status("job")["attempt"] == 1
+    world.converge(c, 5)
+    status = assert_one_pod_per_rank(world)
+    assert status["attempt"] == 1 and len(status["history"]) == 1
+    assert sum(1 for kind, _ in world.server.writes if kind == "create pod") == WORKERS
+
+
+def test_a_node_fault_counts_exactly_one_restart_through_crashes_and_lag(world: World, controllers: list) -> None:
+    c = new(world, controllers)
+    world.converge(c, 4)
+    world.nodes = [replace(n, conditions={"Ready": "False"}) if n.name == "h800-2" else n for n in world.nodes]
+    crash_after(world, "delete_namespaced_pod", 1)  # the fault is recorded, the crash comes mid-deletion
+    world.step(c)
+    c = restart(world, controllers, c)
+    world.step(c, lag=True)
+    world.converge(c, 10)
+    status = assert_one_pod_per_rank(world)
+    assert status["attempt"] == 2 and status["restarts"]["uncounted"] == 1 and status["restarts"]["counted"] == 0
+    assert [h["attempt"] for h in status["history"]] == [1, 2]
+
+
+def test_a_refused_pod_backs_off_instead_of_retrying_every_pass(world: World, controllers: list) -> None:
+    c = new(world, controllers)
+    tries = {"n": 0}
+
+    def refuse(name: str, args: tuple, kwargs: dict) -> None:
+        if name == "create_namespaced_pod":
+            tries["n"] += 1
+            raise api_error(422, "Invalid")
+    world.server.interceptors.append(refuse)
+    for _ in range(20):
+        world.step(c, seconds=0.5)
+    # 10 s of passes: tries at 0, 1, 3 and 7 s (backoff 1, 2, 4 s), each up to WORKERS creates of one gang
+    assert 0 < tries["n"] <= 4 * WORKERS, tries
+    assert c.expectations.error("ns/job") and "422" in c.expectations.error("ns/job")
