@@ -92,6 +92,11 @@ class Applier:
         with self._lock:
             return key in self._runs
 
+    def busy_keys(self) -> frozenset[str]:
+        """Every key with work in flight, at one instant (one lock for a whole pass, not one per job)."""
+        with self._lock:
+            return frozenset(self._runs)
+
     def pending(self) -> int:
         """Tasks queued or running."""
         with self._lock:

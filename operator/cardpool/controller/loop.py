@@ -228,10 +228,11 @@ class Controller:
                    now: datetime, mono: float) -> PoolPlan:
         jobs: list[ObservedJob] = []
         settling: set[str] = set()
+        busy = self.applier.busy_keys()
         for job in observed.jobs.get(name, ()):
             ident = (job.namespace, job.name)
             pods = observed.pods.get(ident, ())
-            if self._settling(job, pods, mono):
+            if self._settling(job, pods, mono, busy):
                 settling.add(job.key)
                 if (written := self.expectations.overlay(job.key)) is not None:
                     job = replace(job, status=written)
@@ -261,9 +262,10 @@ class Controller:
             self._submit_pool(name, pool, plan, previous, chained, now, mono)
         return plan
 
-    def _settling(self, job: ObservedJob, pods: tuple[ObservedPod, ...], mono: float) -> bool:
+    def _settling(self, job: ObservedJob, pods: tuple[ObservedPod, ...], mono: float,
+                  busy: frozenset[str] | None = None) -> bool:
         key = job.key
-        if self.applier.in_flight(key):
+        if key in busy if busy is not None else self.applier.in_flight(key):
             return True
         if not self.expectations.waiting(key):
             return False

@@ -109,7 +109,16 @@ class PlanMemo:
     def __init__(self) -> None:
         self._pool: tuple | None = None
         self._plans: dict[str, tuple[tuple, JobPlan]] = {}
+        self._queue: tuple[Snapshot, str | None, QueuePlan] | None = None
         self.hits = 0
+
+    def schedule(self, snapshot: Snapshot, first: str | None) -> QueuePlan:
+        """The queue's answer, computed again only when the cards or the waiting jobs changed."""
+        if self._queue is not None and self._queue[1] == first and self._queue[0] == snapshot:
+            return self._queue[2]
+        plan = schedule(snapshot, first)
+        self._queue = (snapshot, first, plan)
+        return plan
 
     def start(self, pool_inputs: tuple) -> None:
         """A pass begins; a change of what every job's plan reads (faults, the pool's spec) forgets all."""
@@ -123,7 +132,7 @@ class PlanMemo:
         if entry is None:
             return None
         kept, plan = entry
-        same = kept[0] is job.spec and kept[1] is job.status and kept[2:] == (job.generation, *inputs) \
+        same = kept[0] is job.spec and kept[1] is job.status and kept[2:-2] == (job.generation, *inputs) \
             and kept[-2] == job.pods and kept[-1] == job.checkpoints
         if not same or (plan.recheck_at is not None and now >= plan.recheck_at):
             del self._plans[job.key]
@@ -161,7 +170,8 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
                 if node not in known:
                     faulty.setdefault(node, "NodeMissing")
     earlier = previous.defragmentation if previous else None
-    queue = schedule(snapshot, first=active_target(earlier, jobs, now))
+    first = active_target(earlier, jobs, now)
+    queue = memo.schedule(snapshot, first) if memo is not None else schedule(snapshot, first)
     frag_since = fragmented_since(spec, previous, queue, now)
     drained: dict[str, int] = {}
     for node in nodes:
