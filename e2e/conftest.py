@@ -128,12 +128,14 @@ class Operator:
         self.kube, self.table, self.health_port = kube, table, health_port
 
     def start(self, name: str = "operator", health_port: int | None = None, kubeconfig: Path | None = None,
-              namespace: str = "default") -> None:
+              namespace: str = "default", env: dict[str, str] | None = None) -> None:
+        """`env`: settings on top (e.g. CARDPOOL_KUBE_QPS)."""
         port = health_port or self.health_port
         url = f"http://127.0.0.1:{port}/healthz"
         self.table.start(name, operator_command(url), ready_url=url,
                          env={"KUBECONFIG": str(kubeconfig or self.kube.kubeconfig), "CARDPOOL_IDENTITY": name,
-                              "CARDPOOL_NAMESPACE": namespace, "CARDPOOL_METRICS_PORT": str(port + METRICS_OFFSET)})
+                              "CARDPOOL_NAMESPACE": namespace, "CARDPOOL_METRICS_PORT": str(port + METRICS_OFFSET),
+                              **(env or {})})
 
     @property
     def metrics_url(self) -> str:

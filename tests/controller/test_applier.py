@@ -42,10 +42,8 @@ def test_stages_run_in_order_and_a_stage_runs_its_tasks_together(applier) -> Non
     log: list[str] = []
     both = threading.Barrier(2, timeout=5)  # the two pods of stage 2 must be in flight at the same time
     done: list = []
-    a.submit(Work("ns/j", [[Task("status", Priority.NORMAL, lambda: log.append("status"))],
-                           [Task("pod 0", Priority.BULK, lambda: (both.wait(), log.append("pod")))] +
-                           [Task("pod 1", Priority.BULK, lambda: (both.wait(), log.append("pod")))]],
-                  done.append))
+    pods = [Task(f"pod {i}", Priority.BULK, lambda: (both.wait(), log.append("pod"))) for i in range(2)]
+    a.submit(Work("ns/j", [[Task("status", Priority.NORMAL, lambda: log.append("status"))], pods], done.append))
     wait(lambda: done, "the work to finish")
     assert log == ["status", "pod", "pod"] and done == [None] and not a.in_flight("ns/j")
 

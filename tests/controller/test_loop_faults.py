@@ -94,7 +94,7 @@ def test_a_crash_after_half_the_pods_creates_only_the_missing_ranks(world: World
     assert len(world.server.pods_of("job")) == WORKERS // 2
     c = restart(world, controllers, c)
     world.converge(c, 5)
-    assert_one_pod_per_rank(world)["attempt"] == 1
+    assert assert_one_pod_per_rank(world)["attempt"] == 1
     assert sum(1 for kind, _ in world.server.writes if kind == "create pod") == WORKERS
 
 
@@ -218,3 +218,45 @@ def test_a_refused_pod_backs_off_instead_of_retrying_every_pass(world: World, co
     # 10 s of passes: tries at 0, 1, 3 and 7 s (backoff 1, 2, 4 s), each up to WORKERS creates of one gang
     assert 0 < tries["n"] <= 4 * WORKERS, tries
     assert c.expectations.error("ns/job") and "422" in c.expectations.error("ns/job")
+
+
+def test_defragmentation_moves_are_recorded_in_the_pools_status_before_any_job_stops(
+        world: World, controllers: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool's status is the moves' memory (the budget of the hour, the target): written first, a crash
+    between the two loses no move; when it cannot be written, no job stops."""
+    import cardpool.controller.loop as loop_module
+    from cardpool.api.cardpool import DefragmentationStatus, Migration
+    from cardpool.api.trainingjob import Phase
+
+    c = new(world, controllers)
+    world.converge(c, 4)
+    real = loop_module.reconcile_pool
+
+    def with_a_move(*args: Any, **kwargs: Any):
+        plan = real(*args, **kwargs)
+        job_plan = plan.jobs[0]
+        if job_plan.settling:
+            return plan
+        job_plan.status = job_plan.status.model_copy(deep=True)
+        job_plan.status.phase = Phase.RESTARTING  # as the lifecycle's stop for a move leaves it
+        job_plan.status_changed = True
+        plan.status.defragmentation = DefragmentationStatus(target="ns/gang", since=world.now, migrations=[
+            Migration(job="ns/job", made_room_for="ns/gang", time=world.now)])
+        return replace(plan, moves=("ns/job",))
+    monkeypatch.setattr(loop_module, "reconcile_pool", with_a_move)
+
+    refused = {"pool": True}
+
+    def refuse_pool_status(name: str, args: tuple, kwargs: dict) -> None:
+        if name == "patch_cluster_custom_object_status" and refused["pool"]:
+            raise api_error(422, "Invalid")
+    world.server.interceptors.append(refuse_pool_status)
+    before = len(world.server.writes)
+    world.step(c)
+    assert ("job status", "job") not in world.server.writes[before:]  # the move was not recorded: no stop
+    refused["pool"] = False
+    world.mono += 5  # past the pool's backoff
+    world.step(c)
+    kinds = [kind for kind, _ in world.server.writes[before:]]
+    assert "pool status" in kinds and "job status" in kinds
+    assert kinds.index("pool status") < kinds.index("job status")

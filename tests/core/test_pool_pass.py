@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import yaml
 
@@ -97,3 +97,27 @@ def test_only_one_job_grows_into_the_same_room_and_none_while_another_is_between
     backing_off = replace(job({"phase": "Restarting", "attempt": 1}), name="c")
     plan = reconcile_pool(POOL, 1, None, NODES, [a, b, backing_off], NOW)
     assert not [p.job for p in plan.jobs if p.status.larger_size_since]
+
+
+def test_a_drain_cap_hold_is_recorded_and_reported_once() -> None:
+    from cardpool.core.drain import Hold
+
+    held = {"h800-3": Hold("m", "NodeNotReady", "node h800-3 is not Ready; not drained: 1 of 4 drained (cap 1)")}
+    first = reconcile_pool(POOL, 1, None, NODES, [], NOW, held=held)
+    assert [(h.node, h.reason, h.since) for h in first.status.held_nodes] == [("h800-3", "NodeNotReady", NOW)]
+    assert [e[1] for e in first.events] == ["DrainCapReached"]
+    later = reconcile_pool(POOL, 1, first.status, NODES, [], NOW + timedelta(minutes=5), held=held)
+    assert later.status.held_nodes == first.status.held_nodes and not later.events  # reported once
+    released = reconcile_pool(POOL, 1, later.status, NODES, [], NOW + timedelta(minutes=6))
+    assert released.status.held_nodes == []
+    again = reconcile_pool(POOL, 1, released.status, NODES, [], NOW + timedelta(minutes=7), held=held)
+    assert [e[1] for e in again.events] == ["DrainCapReached"]  # a new hold is a new report
+
+
+def test_cards_held_by_pods_cardpool_does_not_manage_are_not_free() -> None:
+    foreign = {"h800-0": {"nvidia.com/gpu": 8}, "h800-1": {"nvidia.com/gpu": 3, "example.com/other": 2}}
+    waiting = job()
+    plan = reconcile_pool(POOL, 1, None, NODES, [waiting], NOW, foreign=foreign)
+    h800 = next(g for g in plan.status.groups if g.name == "h800")
+    assert (h800.other_cards, h800.free_cards, h800.allocated_cards) == (11, 21, 0)
+    assert not plan.queue.admitted  # 4 whole H800 nodes are needed; only 2 are whole

@@ -1,0 +1,89 @@
+"""The controller runtime on the real local cluster: a fault's restart is not held up by another job's bulk pod
+creation; cards held by pods cardpool does not manage are not given out."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from jobs import HEALTH, TIMEOUT, TORCH, make_pool, pods_of, rank_nodes, submit, wait_attempt, wait_phase
+from localkube import faults
+from localkube import fleet as fleets
+from localkube.config import FLEETS
+from localkube.testing import Kube
+from localkube.waiting import NotYet, wait_for
+from manifests import example
+
+BULK = fleets.Fleet.load(FLEETS / "bulk.yaml")
+GANG = 256
+# a budget low enough that the gang's creation lasts seconds on any machine (256 creates at 40/s)
+SLOW_CLIENT = {"CARDPOOL_KUBE_QPS": "40", "CARDPOOL_KUBE_BURST": "5"}
+
+
+@pytest.fixture
+def bulk_nodes(kube: Kube) -> Iterator[list[str]]:
+    fleets.apply(kube.core, BULK, prune=False)
+    names = [n["metadata"]["name"] for n in BULK.node_objects()]
+    yield names
+    for name in names:
+        kube.run("delete", "node", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def slow_operator(operator: Any) -> Iterator[Any]:
+    operator.stop()
+    operator.start(env=SLOW_CLIENT)
+    yield operator
+    operator.stop()
+    operator.start()
+
+
+def test_a_faulted_jobs_restart_goes_ahead_of_another_gangs_pod_creation(
+        kube: Kube, namespace: str, bulk_nodes: list[str], slow_operator: Any) -> None:
+    groups = example("pool-mixed-vendor.yaml")["spec"]["nodeGroups"]
+    bulk = {"name": "bulk", "nodeSelector": {"nvidia.com/gpu.product": "NVIDIA-L40S"},
+            "accelerator": {"vendor": "nvidia", "model": "L40S", "resource": "nvidia.com/gpu", "cardsPerNode": 8}}
+    pool = make_pool(kube, namespace, {**HEALTH, "spec.nodeGroups": [*groups, bulk]})
+    pool_name = next(pool)
+    try:
+        faulted = submit(kube, namespace, pool_name, TORCH, **{"metadata.name": "faulted",
+                                                               "spec.workers.size": {"min": 2, "max": 2},
+                                                               "spec.placement.accelerators": ["H800"]})
+        wait_phase(kube, namespace, faulted, "Running")
+        victim = rank_nodes(kube, namespace, faulted, 1)[1]
+        big = submit(kube, namespace, pool_name, TORCH, **{
+            "metadata.name": "big", "spec.workers.cardsPerWorker": 1,
+            "spec.workers.size": {"min": GANG, "max": GANG}, "spec.placement.accelerators": ["L40S"]})
+
+        def creating() -> int:
+            count = len(pods_of(kube, namespace, big))
+            if not 0 < count < GANG // 4:
+                raise NotYet(f"{count} of the gang's {GANG} pods exist")
+            return count
+
+        wait_for("the gang's pods to be in creation", creating, timeout=TIMEOUT, interval=0.05)
+        faults.make_node_not_ready(kube.core, victim)
+        try:
+            def restarted() -> int:
+                second = [p for p in pods_of(kube, namespace, faulted) if p.metadata.labels["cardpool.io/attempt"]
+                          == "2"]
+                if len(second) < 2:
+                    raise NotYet(f"{len(second)} of 2 pods of attempt 2")
+                return len(pods_of(kube, namespace, big))
+
+            gang_then = wait_for("the faulted job's new attempt to have its pods", restarted, timeout=TIMEOUT,
+                                 interval=0.05)
+            assert gang_then < GANG, "the other gang's creation finished first: the restart waited behind it"
+            status = wait_attempt(kube, namespace, faulted, 2)
+            assert victim not in status["placement"][0]["nodes"]
+            wait_phase(kube, namespace, big, "Running", timeout=3 * TIMEOUT)
+            print(f"the restart's pods existed when {gang_then} of the gang's {GANG} pods did")
+        finally:
+            faults.make_node_ready(kube.core, victim)
+    finally:
+        started = time.monotonic()
+        next(pool, None)  # the pool's teardown: jobs deleted, pods gone, pool deleted
+        print(f"teardown took {time.monotonic() - started:.1f} s")
