@@ -8,12 +8,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client
 
+from cardpool.api.keys import GROUP, VERSION
 from jobs import HEALTH, TIMEOUT, TORCH, make_pool, pods_of, rank_nodes, submit, wait_attempt, wait_phase
 from localkube import faults
 from localkube import fleet as fleets
 from localkube.config import FLEETS
-from localkube.testing import Kube
+from localkube.testing import Kube, pod_manifest
 from localkube.waiting import NotYet, wait_for
 from manifests import example
 
@@ -21,6 +23,10 @@ BULK = fleets.Fleet.load(FLEETS / "bulk.yaml")
 GANG = 256
 # a budget low enough that the gang's creation lasts seconds on any machine (256 creates at 40/s)
 SLOW_CLIENT = {"CARDPOOL_KUBE_QPS": "40", "CARDPOOL_KUBE_BURST": "5"}
+
+
+def get_pool(kube: Kube, name: str) -> dict:
+    return client.CustomObjectsApi(kube.api).get_cluster_custom_object(GROUP, VERSION, "cardpools", name)
 
 
 @pytest.fixture
@@ -87,3 +93,44 @@ def test_a_faulted_jobs_restart_goes_ahead_of_another_gangs_pod_creation(
         started = time.monotonic()
         next(pool, None)  # the pool's teardown: jobs deleted, pods gone, pool deleted
         print(f"teardown took {time.monotonic() - started:.1f} s")
+
+
+def test_cards_held_by_a_pod_cardpool_does_not_manage_are_not_given_out(
+        kube: Kube, namespace: str, operator: Any) -> None:
+    pool = make_pool(kube, namespace)
+    pool_name = next(pool)
+    try:
+        h800 = sorted(n.metadata.name for n in kube.core.list_node(
+            label_selector="nvidia.com/gpu.product=NVIDIA-H800").items)
+        kube.core.create_namespaced_pod(namespace, pod_manifest("inference", {"nvidia.com/gpu": "8"}, node=h800[0]))
+
+        def inference_running() -> bool:
+            pod = kube.core.read_namespaced_pod("inference", namespace)
+            if pod.status.phase != "Running":
+                raise NotYet(f"phase {pod.status.phase}")
+            return True
+
+        wait_for("the inference pod to run on its node", inference_running, timeout=TIMEOUT)
+
+        def pool_sees_it() -> dict:
+            groups = {g["name"]: g for g in (get_pool(kube, pool_name).get("status") or {}).get("groups", [])}
+            group = groups.get("h800", {})
+            if group.get("otherCards") != 8:
+                raise NotYet(f"h800 group status {group}")
+            return group
+
+        group = wait_for("the pool to count the inference pod's cards", pool_sees_it, timeout=TIMEOUT)
+        assert group["freeCards"] == 8 * (len(h800) - 1) and group["allocatedCards"] == 0
+        # a gang of every H800 node cannot start while one node's cards are taken, and says why
+        whole = submit(kube, namespace, pool_name, TORCH, **{"spec.workers.size": {"min": len(h800),
+                                                                                   "max": len(h800)},
+                                                             "spec.placement.accelerators": ["H800"]})
+        status = wait_phase(kube, namespace, whole, "Queued")
+        assert not pods_of(kube, namespace, whole), "placed onto cards another workload holds"
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert ready["reason"] in ("Reserved", "NoCapacity"), ready
+        kube.core.delete_namespaced_pod("inference", namespace, grace_period_seconds=0)
+        running = wait_phase(kube, namespace, whole, "Running")
+        assert sorted(running["placement"][0]["nodes"]) == h800
+    finally:
+        next(pool, None)

@@ -46,7 +46,8 @@ POOL = {"metadata": {"name": "mixed"}, "status": {
     "groupCount": 2, "cards": 96, "freeCards": 40, "unhealthyCards": 8, "fragmentationPercent": 20,
     "conditions": [{"type": "Ready", "status": "True"}],
     "groups": [
-        {"name": "h800", "model": "H800", "nodes": 6, "cards": 48, "allocatedCards": 16, "freeCards": 24,
+        {"name": "h800", "model": "H800", "nodes": 6, "cards": 48, "allocatedCards": 12, "otherCards": 4,
+         "freeCards": 24,
          "unhealthyCards": 8, "drainingNodes": 1, "largestFreeBlock": 8, "fragmentationPercent": 0},
         {"name": "ascend910b", "model": "Ascend910B", "nodes": 6, "cards": 48, "allocatedCards": 32,
          "freeCards": 16, "unhealthyCards": 0, "drainingNodes": 0, "largestFreeBlock": 4,

@@ -1,5 +1,6 @@
-"""A pool's card map: each node's cards as cells (busy by job, free, unhealthy, draining), for the terminal
-and as an SVG file. Pure: built from the pool, its nodes and cardpool's pods as the API returned them."""
+"""A pool's card map: each node's cards as cells (busy by job, held by other workloads, free, unhealthy,
+draining), for the terminal and as an SVG file. Pure: built from the pool, its nodes and the pods as the API
+returned them (cardpool's, and any others holding cards)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from rich.table import Table
 from rich.text import Text
 
 from cardpool.api.cardpool import CardPoolSpec
-from cardpool.api.keys import ANNOTATION_DRAIN, LABEL_JOB
+from cardpool.api.keys import ANNOTATION_DRAIN, LABEL_JOB, LABEL_MANAGED_BY, MANAGED_BY
 from cardpool.core.drain import member_group
+from cardpool.kube.observe import foreign_pod, foreign_usage
 
-FREE, UNHEALTHY, DRAINING = ".", "x", "~"
+FREE, UNHEALTHY, DRAINING, OTHER = ".", "x", "~", "#"
 JOB_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 PALETTE = ["#1e88e5", "#43a047", "#8e24aa", "#fb8c00", "#00acc1", "#6d4c41", "#3949ab", "#c0ca33"]
-COLORS = {FREE: "#e0e0e0", UNHEALTHY: "#d32f2f", DRAINING: "#ffb300"}
+COLORS = {FREE: "#e0e0e0", UNHEALTHY: "#d32f2f", DRAINING: "#ffb300", OTHER: "#616161"}
+STYLES = {FREE: "dim", UNHEALTHY: "bold red", DRAINING: "yellow", OTHER: "bold grey50"}
+NAMES = {FREE: "free", OTHER: "other workloads", UNHEALTHY: "unhealthy", DRAINING: "draining"}
 CELL, GAP, LABEL_W = 18, 3, 150
 
 
@@ -25,7 +29,8 @@ class NodeCells:
     group: str
     node: str
     cells: tuple[str, ...]
-    """One per card: a job's letter, FREE, UNHEALTHY or DRAINING."""
+    """One per card: a job's letter, OTHER (held by a pod cardpool does not manage), FREE, UNHEALTHY or
+    DRAINING."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,10 @@ class CardMap:
 def build(pool: dict, nodes: list[dict], pods: list[dict]) -> CardMap:
     spec = CardPoolSpec.model_validate(pool["spec"])
     busy: dict[str, list[tuple[str, int]]] = {}
+    others = foreign_usage(held for held in map(foreign_pod, pods) if held)  # None for cardpool's own pods
     for pod in sorted(pods, key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"])):
+        if (pod["metadata"].get("labels") or {}).get(LABEL_MANAGED_BY) != MANAGED_BY:
+            continue
         node = (pod.get("spec") or {}).get("nodeName")
         phase = (pod.get("status") or {}).get("phase")
         if not node or phase in ("Succeeded", "Failed"):
@@ -64,6 +72,7 @@ def build(pool: dict, nodes: list[dict], pods: list[dict]) -> CardMap:
         for job, cards in busy.get(meta["name"], []):
             letter = letters.setdefault(job, JOB_LETTERS[len(letters) % len(JOB_LETTERS)])
             cells += [letter] * cards
+        cells += [OTHER] * others.get(meta["name"], {}).get(resource, 0)  # only the group's cards
         healthy = allocatable if ready else 0
         cells += [DRAINING if drained else FREE] * max(healthy - len(cells), 0)
         cells += [UNHEALTHY] * max(capacity - len(cells), 0)
@@ -72,14 +81,16 @@ def build(pool: dict, nodes: list[dict], pods: list[dict]) -> CardMap:
 
 
 def _style(cell: str, jobs: dict[str, str]) -> str:
-    if cell in COLORS:
-        return {FREE: "dim", UNHEALTHY: "bold red", DRAINING: "yellow"}[cell]
+    if cell in STYLES:
+        return STYLES[cell]
     return f"bold {PALETTE[JOB_LETTERS.index(cell) % len(PALETTE)]}"
 
 
 def terminal(card_map: CardMap) -> Table:
-    table = Table(title=f"Cards of pool {card_map.pool}  ({FREE} free, {UNHEALTHY} unhealthy, {DRAINING} draining)",
-                  box=None, pad_edge=False, header_style="bold", title_justify="left", min_width=64)
+    legend = ", ".join(f"{cell} {name}" for cell, name in NAMES.items())
+    title = f"Cards of pool {card_map.pool}  ({legend})"
+    table = Table(title=title, box=None, pad_edge=False, header_style="bold", title_justify="left",
+                  min_width=max(64, len(title)))  # the legend on one line
     table.add_column("GROUP")
     table.add_column("NODE")
     table.add_column("CARDS")
@@ -105,7 +116,7 @@ def cell_center(row: int, column: int) -> tuple[int, int]:
 def svg(card_map: CardMap) -> str:
     width = LABEL_W + max((len(r.cells) for r in card_map.nodes), default=0) * (CELL + GAP) + 10
     legend_y = 30 + len(card_map.nodes) * (CELL + GAP) + 10
-    height = legend_y + (len(card_map.jobs) + 3) * 18
+    height = legend_y + (len(card_map.jobs) + len(NAMES)) * 18
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="monospace" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
@@ -115,11 +126,10 @@ def svg(card_map: CardMap) -> str:
         out.append(f'<text x="4" y="{y + 4}">{escape(row.node)}</text>')
         for j, cell in enumerate(row.cells):
             x, cy = cell_center(i, j)
-            title = card_map.jobs.get(cell, {FREE: "free", UNHEALTHY: "unhealthy", DRAINING: "draining"}.get(cell))
+            title = card_map.jobs.get(cell, NAMES.get(cell))
             out.append(f'<rect x="{x - CELL // 2}" y="{cy - CELL // 2}" width="{CELL}" height="{CELL}" '
                        f'fill="{cell_color(cell)}"><title>{escape(row.node)}: {escape(str(title))}</title></rect>')
-    legend = [(FREE, "free"), (UNHEALTHY, "unhealthy"), (DRAINING, "draining"),
-              *sorted(card_map.jobs.items(), key=lambda kv: JOB_LETTERS.index(kv[0]))]
+    legend = [*NAMES.items(), *sorted(card_map.jobs.items(), key=lambda kv: JOB_LETTERS.index(kv[0]))]
     for k, (cell, label) in enumerate(legend):
         y = legend_y + k * 18
         out.append(f'<rect x="4" y="{y}" width="12" height="12" fill="{cell_color(cell)}"/>')

@@ -19,6 +19,7 @@ from rich.live import Live
 
 from cardpool import __version__
 from cardpool.api.keys import ANNOTATION_DRAIN_REQUEST, GROUP, LABEL_MANAGED_BY, MANAGED_BY, VERSION
+from cardpool.kube.observe import FOREIGN_POD_SELECTORS
 
 from . import cardmap, render
 
@@ -145,6 +146,9 @@ def _show(args: argparse.Namespace, core, custom, namespace: str, emit) -> int:
         nodes = [sanitize(n) for n in core.list_node().items]
         pods = [sanitize(p) for p in core.list_pod_for_all_namespaces(
             label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}").items]
+        others, bound_and_live = FOREIGN_POD_SELECTORS  # cards held by other workloads show as such
+        pods += [sanitize(p) for p in core.list_pod_for_all_namespaces(label_selector=others,
+                                                                       field_selector=bound_and_live).items]
         built = cardmap.build(pool, nodes, pods)
         if args.svg:
             with open(args.svg, "w") as f:

@@ -64,14 +64,15 @@ def pool_rows(pool: dict) -> list[dict]:
 def pool_table(pool: dict) -> Table:
     table = Table(title=f"CardPool {pool['metadata']['name']}", box=None, pad_edge=False, header_style="bold",
                   title_justify="left")
-    for column in ("GROUP", "MODEL", "NODES", "CARDS", "ALLOCATED", "FREE", "UNHEALTHY", "DRAINING",
+    # OTHER: cards held by pods cardpool does not manage, neither allocated to its jobs nor free for them
+    for column in ("GROUP", "MODEL", "NODES", "CARDS", "ALLOCATED", "OTHER", "FREE", "UNHEALTHY", "DRAINING",
                    "LARGEST BLOCK", "FRAG%"):
         table.add_column(column, justify="left" if column in ("GROUP", "MODEL") else "right")
     for g in (pool.get("status") or {}).get("groups", []):
         table.add_row(g["name"], g.get("model", ""), str(g.get("nodes", 0)), str(g.get("cards", 0)),
-                      str(g.get("allocatedCards", 0)), str(g.get("freeCards", 0)), str(g.get("unhealthyCards", 0)),
-                      str(g.get("drainingNodes", 0)), str(g.get("largestFreeBlock", 0)),
-                      str(g.get("fragmentationPercent", 0)))
+                      str(g.get("allocatedCards", 0)), str(g.get("otherCards", 0)), str(g.get("freeCards", 0)),
+                      str(g.get("unhealthyCards", 0)), str(g.get("drainingNodes", 0)),
+                      str(g.get("largestFreeBlock", 0)), str(g.get("fragmentationPercent", 0)))
     return table
 
 

@@ -1,5 +1,10 @@
 """kopf wiring only: indexes keep what is observed; the controller (cardpool.controller) decides and acts.
 
+Pods are not watched through kopf: its `labels=` filters are applied on the client, so it would list and
+watch every pod of the cluster. Two informers (cardpool.kube.informer) have the API server filter instead:
+cardpool's own pods, and the running pods of other workloads, of which only the node and the card requests
+are kept.
+
 kopf's timers and daemons put finalizers on the objects they serve, which would block deleting a
 TrainingJob or CardPool while the operator is down. So the pass loop is a task of the operator, not of an
 object: index handlers tell the controller that something changed, and the loop runs a pass (in a thread of
@@ -29,6 +34,7 @@ from cardpool.controller.loop import Controller, Observations
 from cardpool.core.observed import ObservedNode
 from cardpool.kube import observe
 from cardpool.kube.client import Kube
+from cardpool.kube.informer import Informer
 from cardpool.kube.leader import LeaderElector
 
 log = logging.getLogger("cardpool.operator")
@@ -54,9 +60,31 @@ class Runtime:
     controller: Controller
     wake: asyncio.Event
     passes: ThreadPoolExecutor
+    pods: Informer
+    """cardpool's own pods."""
+    foreign: Informer
+    """Running pods of other workloads that request cards: node and card requests only."""
     indexes: tuple[kopf.Index, ...] | None = None
     seen_nodes: dict[str, ObservedNode] = field(default_factory=dict)
     tasks: list[asyncio.Task] = field(default_factory=list)
+    _pods_copy: tuple[int, dict] = (-1, {})
+    _foreign_copy: tuple[int, dict] = (-1, {})
+
+    def own_pods(self) -> dict[tuple[str, str], tuple]:
+        """cardpool's pods by (namespace, job), regrouped only when the informer changed."""
+        version = self.pods.version
+        if version != self._pods_copy[0]:
+            grouped: dict[tuple[str, str], list] = {}
+            for pod in self.pods.items().values():
+                grouped.setdefault((pod.namespace, pod.job), []).append(pod)
+            self._pods_copy = (version, {k: tuple(v) for k, v in grouped.items()})
+        return self._pods_copy[1]
+
+    def foreign_usage(self) -> dict[str, dict[str, int]]:
+        version = self.foreign.version
+        if version != self._foreign_copy[0]:
+            self._foreign_copy = (version, observe.foreign_usage(self.foreign.items().values()))
+        return self._foreign_copy[1]
 
 
 def _runtime(memo: kopf.Memo) -> Runtime | None:
@@ -76,8 +104,15 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
                             resync=_setting("CARDPOOL_RESYNC_SECONDS", 10.0),
                             min_interval=_setting("CARDPOOL_MIN_PASS_INTERVAL", 0.1),
                             wake=lambda: loop.call_soon_threadsafe(wake.set))
-    runtime = Runtime(kube, elector, controller, wake, ThreadPoolExecutor(1, thread_name_prefix="cardpool-pass"))
+    others, bound_and_live = observe.FOREIGN_POD_SELECTORS
+    runtime = Runtime(kube, elector, controller, wake, ThreadPoolExecutor(1, thread_name_prefix="cardpool-pass"),
+                      pods=Informer("cardpool-pods", kube.core.list_pod_for_all_namespaces, observe.pod,
+                                    controller.changed, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
+                      foreign=Informer("foreign-pods", kube.core.list_pod_for_all_namespaces, observe.foreign_pod,
+                                       controller.changed, label_selector=others, field_selector=bound_and_live))
     memo["cardpool"] = runtime
+    runtime.pods.start()
+    runtime.foreign.start()
     elector.start()
     metrics.serve(int(os.environ.get("CARDPOOL_METRICS_PORT", "9464")))
     runtime.tasks = [asyncio.create_task(pass_loop(runtime)), asyncio.create_task(watch_lag())]
@@ -97,6 +132,8 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     await loop.run_in_executor(None, lambda: runtime.passes.shutdown(wait=True))
     await loop.run_in_executor(None, runtime.controller.stop)
     await loop.run_in_executor(None, runtime.elector.stop)
+    await loop.run_in_executor(None, runtime.pods.stop)
+    await loop.run_in_executor(None, runtime.foreign.stop)
 
 
 def _changed(memo: kopf.Memo) -> None:
@@ -112,14 +149,6 @@ def nodes_index(body: kopf.Body, name: str, memo: kopf.Memo, **_: Any) -> dict:
         runtime.seen_nodes[name] = node
         runtime.controller.changed()
     return {name: node}
-
-
-@kopf.index("pods", labels={LABEL_MANAGED_BY: MANAGED_BY})
-def pods_index(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict:
-    pod = observe.pod(body)
-    if pod:
-        _changed(memo)
-    return {(pod.namespace, pod.job): pod} if pod else {}
 
 
 @kopf.index(GROUP, VERSION, "trainingjobs")
@@ -154,25 +183,27 @@ def checkpoints_index(body: kopf.Body, namespace: str, spec: kopf.Spec, memo: ko
 @kopf.on.event(GROUP, VERSION, "cardpools")
 @kopf.on.event(GROUP, VERSION, "trainingjobs")
 @kopf.on.event(GROUP, VERSION, "checkpoints")
-async def indexes_ready(nodes_index: kopf.Index, pods_index: kopf.Index, jobs_index: kopf.Index,
-                        pools_index: kopf.Index, checkpoints_index: kopf.Index, budgets_index: kopf.Index,
-                        memo: kopf.Memo, **_: Any) -> None:
+async def indexes_ready(nodes_index: kopf.Index, jobs_index: kopf.Index, pools_index: kopf.Index,
+                        checkpoints_index: kopf.Index, budgets_index: kopf.Index, memo: kopf.Memo,
+                        **_: Any) -> None:
     # kopf runs event handlers only once its indexes are populated: from here on they are safe to read
     runtime = _runtime(memo)
     if runtime is not None and runtime.indexes is None:
-        runtime.indexes = (nodes_index, pods_index, jobs_index, pools_index, checkpoints_index, budgets_index)
+        runtime.indexes = (nodes_index, jobs_index, pools_index, checkpoints_index, budgets_index)
         runtime.controller.changed()
 
 
-def _copy(indexes: tuple[kopf.Index, ...]) -> Observations:
-    """One consistent copy of the indexes, taken in the event loop between two index updates."""
-    nodes, pods, jobs, pools, checkpoints, budgets = indexes
+def _copy(runtime: Runtime) -> Observations:
+    """One copy of the indexes, taken in the event loop between two index updates, and of the informers."""
+    assert runtime.indexes is not None
+    nodes, jobs, pools, checkpoints, budgets = runtime.indexes
     return Observations(nodes=[n for store in nodes.values() for n in store],
-                        pods={key: tuple(store) for key, store in pods.items()},
+                        pods=runtime.own_pods(),
                         jobs={key: list(store) for key, store in jobs.items()},
                         pools={key: next(iter(store)) for key, store in pools.items()},
                         checkpoints={key: tuple(store) for key, store in checkpoints.items()},
-                        budgets=tuple(b for store in budgets.values() for b in store))
+                        budgets=tuple(b for store in budgets.values() for b in store),
+                        foreign=runtime.foreign_usage())
 
 
 async def pass_loop(runtime: Runtime) -> None:
@@ -186,9 +217,11 @@ async def pass_loop(runtime: Runtime) -> None:
             if not runtime.elector.leading:
                 controller.lost_leadership()
                 continue
-            if runtime.indexes is None or not controller.due():
+            if runtime.indexes is None or not (runtime.pods.synced and runtime.foreign.synced):
+                continue  # deciding on a partial view could place onto cards that are taken
+            if not controller.due():
                 continue
-            observed = _copy(runtime.indexes)
+            observed = _copy(runtime)
             await loop.run_in_executor(runtime.passes, controller.run_pass, observed)
             metrics.APPLY_QUEUE.set(controller.applier.pending())
         except Exception:  # the loop must live on: the next pass starts from what is observed then

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -193,3 +194,75 @@ def job(body: Mapping[str, Any], pods: tuple[ObservedPod, ...] = (),
         status=TrainingJobStatus.model_validate(body.get("status") or {}),
         pods=tuple(sorted(pods, key=lambda p: (p.attempt, p.rank))),
         resource_version=meta.get("resourceVersion", ""), checkpoints=tuple(checkpoints))
+
+
+# Pods cardpool does not manage that may hold cards: bound, not ended. Filtered by the API server, so the
+# operator neither receives nor keeps the cluster's other pods (a `!=` label selector also matches pods
+# without the label).
+FOREIGN_POD_SELECTORS = (f"{LABEL_MANAGED_BY}!={MANAGED_BY}",
+                         "status.phase!=Succeeded,status.phase!=Failed,spec.nodeName!=")
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignPod:
+    """Cards held by a pod cardpool does not manage (an inference server, a notebook, another operator's job)."""
+
+    node: str
+    cards: tuple[tuple[str, int], ...]
+    """(extended resource, count) pairs, sorted by resource."""
+
+
+def _is_card(resource: str) -> bool:
+    # Kubernetes' own rule for extended resources: qualified names outside the kubernetes.io domain
+    return ("/" in resource and resource not in BASIC_RESOURCES and not resource.startswith("hugepages-")
+            and "kubernetes.io/" not in resource)
+
+
+def _requests(container: Mapping[str, Any]) -> dict[str, int]:
+    requests = (container.get("resources") or {}).get("requests") or {}
+    return {k: _count(v) for k, v in requests.items() if _is_card(k)}
+
+
+def _effective_requests(spec: Mapping[str, Any]) -> dict[str, int]:
+    """The scheduler's view of what a pod holds: the larger of its containers' sum and the peak during init
+    (init containers run one at a time, each beside the sidecars started before it), plus the pod overhead."""
+    sidecars: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    for container in spec.get("initContainers") or []:
+        need = _requests(container)
+        if container.get("restartPolicy") == "Always":  # a sidecar keeps running beside everything after it
+            for k, v in need.items():
+                sidecars[k] = sidecars.get(k, 0) + v
+            need = {}
+        for k in need.keys() | sidecars.keys():
+            peak[k] = max(peak.get(k, 0), need.get(k, 0) + sidecars.get(k, 0))
+    total = dict(sidecars)
+    for container in spec.get("containers") or []:
+        for k, v in _requests(container).items():
+            total[k] = total.get(k, 0) + v
+    overhead = {k: _count(v) for k, v in (spec.get("overhead") or {}).items() if _is_card(k)}
+    return {k: max(total.get(k, 0), peak.get(k, 0)) + overhead.get(k, 0)
+            for k in total.keys() | peak.keys() | overhead.keys()}
+
+
+def foreign_pod(body: Mapping[str, Any]) -> ForeignPod | None:
+    """The cards a pod holds on its node, or None when it holds none: not bound, ended, requesting no
+    extended resource, or cardpool's own (those count as its jobs' cards, never twice)."""
+    meta, spec, status = body.get("metadata") or {}, body.get("spec") or {}, body.get("status") or {}
+    node_name = spec.get("nodeName")
+    if not node_name or status.get("phase") in ("Succeeded", "Failed"):
+        return None
+    if (meta.get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY:
+        return None
+    cards = tuple(sorted((k, v) for k, v in _effective_requests(spec).items() if v > 0))
+    return ForeignPod(node_name, cards) if cards else None
+
+
+def foreign_usage(pods: Iterable[ForeignPod]) -> dict[str, dict[str, int]]:
+    """node -> extended resource -> cards held by pods cardpool does not manage."""
+    usage: dict[str, dict[str, int]] = {}
+    for p in pods:
+        held = usage.setdefault(p.node, {})
+        for resource, count in p.cards:
+            held[resource] = held.get(resource, 0) + count
+    return usage
