@@ -117,3 +117,12 @@ def test_every_fault_reason_is_a_documented_one() -> None:
     reasons = {a.record.reason for _, nodes, *_ in SCENARIOS
                for a in plan_drains({"mixed": POOL}, nodes, NOW).actions if a.record is not None}
     assert reasons and reasons <= set(FAULTS) and set(LOST) <= set(FAULTS)
+
+
+def test_the_plan_says_when_a_probation_ends() -> None:
+    from datetime import timedelta
+
+    on_probation = node(0, drain=replace(drained(), healthy_since=NOW - timedelta(seconds=1)))
+    plan = plan_drains({"mixed": POOL}, [on_probation], NOW)
+    assert not plan.actions
+    assert plan.recheck_at == NOW - timedelta(seconds=1) + timedelta(seconds=POOL.health.probation_seconds)

@@ -278,3 +278,12 @@ def test_after_growing_the_next_attempt_waits_for_the_graceful_save_it_asked_for
     assert placed.status.attempt == 2 and placed.status.history[-1].resumed_from_step == 640
     # a trainer that never reports: the wait ends after gracefulSaveSeconds (120 in the example)
     assert needs_placement(gone, NOW + timedelta(seconds=120))
+
+
+def test_a_plan_says_when_a_time_based_rule_could_decide_otherwise() -> None:
+    starting = job(started(), pods=[(1, 0, "Running"), (1, 1, "Pending")])
+    plan = plan_job(starting, NOW)
+    limit = NOW - timedelta(seconds=10) + timedelta(seconds=SPEC.startup_timeout_seconds, microseconds=1)
+    assert plan.recheck_at == limit  # the gang start timeout
+    assert plan_job(starting, limit).status.phase == Phase.QUEUED  # and then it is rolled back
+    assert plan_job(job(), NOW).recheck_at is None  # a queued job: nothing happens by time alone

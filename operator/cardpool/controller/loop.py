@@ -10,8 +10,9 @@ verdicts and the attempt's Service and ConfigMap, then its pods, all at once. A 
 defragmentation moves is written before any moved job stops, so a crash in between loses no move.
 
 The pass runs when something it reads changed, when a time-based rule it looked at comes due, when a
-settling job could settle by time, and at least every `resync` seconds; and no more often than every
-`min_interval` seconds, so a burst of watch events costs a few passes, not one per event. A plan memo makes
+settling job could settle by time, and at least every `resync` seconds (a safety net, as controller-runtime's
+SyncPeriod: with nothing changing and nothing due, a pass would decide nothing new); and no more often than
+every `min_interval` seconds, so a burst of watch events costs a few passes, not one per event. A plan memo makes
 the pass's cost grow with what changed (see cardpool.core.pool.PlanMemo).
 """
 
@@ -71,7 +72,7 @@ class _Pool:
 
 class Controller:
     def __init__(self, kube: Kube, leading: Callable[[], bool] = lambda: True, workers: int = 32,
-                 resync: float = 10.0, min_interval: float = 0.1, expectation_timeout: float = 60.0,
+                 resync: float = 60.0, min_interval: float = 0.1, expectation_timeout: float = 60.0,
                  clock: Callable[[], float] = time.monotonic, wake: Callable[[], None] = lambda: None):
         self.kube = kube
         self.leading = leading
@@ -87,6 +88,7 @@ class Controller:
         self._memos: dict[str, PlanMemo] = {}
         self._pools: dict[str, _Pool] = {}
         self._nodes_acted: dict[str, tuple[ObservedNode | None, float]] = {}
+        self._node_due: datetime | None = None
         self.was_leading = False
 
     # -- when to run ------------------------------------------------------------------------------------
@@ -144,6 +146,8 @@ class Controller:
         next_due: list[float] = []
         try:  # nodes first: one writer for every node's drain, whichever pools select it
             held = self._node_pass(pools, classified, observed.nodes, now, mono)
+            if self._node_due is not None:
+                next_due.append(mono + max((self._node_due - now).total_seconds(), 0.0))
         except Exception:
             log.exception("the node pass failed")
             held = {}
@@ -181,6 +185,7 @@ class Controller:
                    now: datetime, mono: float) -> dict[str, dict]:
         """Drains and returns, each node's action as a work of its own. Returns each pool's held nodes."""
         plan = plan_drains({n: p.spec for n, p in pools.items()}, nodes, now, classified)
+        self._node_due = plan.recheck_at
         by_name = {n.name: n for n in nodes}
         events: dict[str, list] = {}
         for event in plan.events:

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from cardpool.api.cardpool import CardPoolSpec, HealthPolicy, NodeGroup
 
+from .clock import Deadlines
 from .health import NodeHealth, classify
 from .observed import DrainRecord, ObservedNode
 
@@ -86,6 +87,8 @@ class DrainPlan:
     actions: list[NodeAction] = field(default_factory=list)
     held: dict[str, Hold] = field(default_factory=dict)
     """Faulty nodes not drained because their group is at its cap."""
+    recheck_at: datetime | None = None
+    """When a probation ends: the plan could say otherwise then on the same nodes."""
     events: list[NodeEvent] = field(default_factory=list)
 
 
@@ -109,6 +112,7 @@ def plan_drains(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode], now: 
                 classified: dict[str, list[Member]] | None = None) -> DrainPlan:
     """`classified`: pool -> its members (see `members`), computed once per pass for this and the pool pass."""
     plan = DrainPlan()
+    clock = Deadlines(now)
     owner = owners(pools, nodes, classified)
     by_group: dict[tuple[str, str], list[Member]] = {}
     for node in sorted(nodes, key=lambda n: n.name):
@@ -153,11 +157,12 @@ def plan_drains(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode], now: 
                 plan.actions.append(NodeAction(node.name, "Record", replace(record, healthy_since=now),
                                                f"node {node.name} is healthy again; probation of "
                                                f"{policy.probation_seconds} s"))
-            elif now - record.healthy_since >= timedelta(seconds=policy.probation_seconds):
+            elif clock.reached(record.healthy_since + timedelta(seconds=policy.probation_seconds)):
                 plan.actions.append(NodeAction(node.name, "Return", None,
                                                f"node {node.name} stayed healthy for {policy.probation_seconds} s"))
                 plan.events.append(NodeEvent(node.name, "Normal", "NodeReturned",
                                              f"node {node.name} passed probation and takes workers again"))
+    plan.recheck_at = clock.next
     return plan
 
 

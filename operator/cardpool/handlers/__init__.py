@@ -101,7 +101,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
     controller = Controller(kube, leading=lambda: elector.leading, workers=int(_setting("CARDPOOL_WORKERS", 32)),
-                            resync=_setting("CARDPOOL_RESYNC_SECONDS", 10.0),
+                            resync=_setting("CARDPOOL_RESYNC_SECONDS", 60.0),
                             min_interval=_setting("CARDPOOL_MIN_PASS_INTERVAL", 0.1),
                             wake=lambda: loop.call_soon_threadsafe(wake.set))
     others, bound_and_live = observe.FOREIGN_POD_SELECTORS
