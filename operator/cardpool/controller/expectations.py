@@ -36,7 +36,7 @@ def _locked(method: F) -> F:
 @dataclass
 class Expectation:
     since: float
-    """When the work was handed over (monotonic seconds)."""
+    """When the work was handed over, then when it finished (monotonic seconds)."""
     decided_on: int
     """resourceVersion of the object the plan was decided on."""
     status: Any = None
@@ -88,6 +88,7 @@ class Expectations:
         if exp is None:
             return
         exp.working = False
+        exp.since = now  # the watch's lag counts from here, however long the work took
         if error is None:
             self._backoff.pop(key, None)
             return
