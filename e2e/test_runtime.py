@@ -31,11 +31,11 @@ def get_pool(kube: Kube, name: str) -> dict:
 
 @pytest.fixture
 def bulk_nodes(kube: Kube) -> Iterator[list[str]]:
-    fleets.apply(kube.core, BULK, prune=False)
     names = [n["metadata"]["name"] for n in BULK.node_objects()]
+    kube.run("delete", "node", "--ignore-not-found", "--wait=true", "--timeout=60s", *names)  # an earlier run's
+    fleets.apply(kube.core, BULK, prune=False)
     yield names
-    for name in names:
-        kube.run("delete", "node", name, "--wait=false", check=False)
+    kube.run("delete", "node", "--ignore-not-found", "--wait=true", "--timeout=60s", *names)
 
 
 @pytest.fixture
@@ -62,6 +62,8 @@ def test_a_faulted_jobs_restart_goes_ahead_of_another_gangs_pod_creation(
         victim = rank_nodes(kube, namespace, faulted, 1)[1]
         big = submit(kube, namespace, pool_name, TORCH, **{
             "metadata.name": "big", "spec.workers.cardsPerWorker": 1,
+            # 8 one-card workers per node must fit the node's CPU and memory too (cardpool counts only cards)
+            "spec.workers.template.spec.containers.0.resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
             "spec.workers.size": {"min": GANG, "max": GANG}, "spec.placement.accelerators": ["L40S"]})
 
         def creating() -> int:

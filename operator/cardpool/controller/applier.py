@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
+from cardpool.kube import budget
+
 log = logging.getLogger("cardpool.applier")
 
 
@@ -175,7 +177,8 @@ class Applier:
             try:
                 if not self._fence():
                     raise Fenced(f"leadership lost before: {task.name}")
-                task.call()
+                with budget.priority(task.priority):  # its requests draw on the client's budget in this order too
+                    task.call()
             except Exception as exc:  # reported to the work's owner, which decides what it means
                 error = exc
         with self._lock:
