@@ -1,8 +1,12 @@
-"""python -m cardpool.bench planner|start|recovery [--quick]
+"""python -m cardpool.bench planner|defrag|pass|start|recovery|scale [--quick]
 
-`start` (cardpool.bench.start): gang start time on a real local cluster against an Indexed Job.
-`recovery` (cardpool.bench.recovery): from a node fault under a running gang to the new attempt running,
-and the operator's share of it: {"total_s": .., "operator_s": ..}.
+`pass` (cardpool.bench.passcost): the controller's pass at 1,250 nodes, 1,000 jobs and ~8,600 pods without a
+cluster: {"cold_ms", "idle_ms", "changed_ms_median", "changed_ms_p95", "api_calls"}.
+
+`start`, `recovery`, `scale`: the cluster benchmarks, which start a private local cluster. They live in the
+e2e kit of a checkout (e2e/clusterbench), not in this package: these names hand over to
+`python -m clusterbench NAME` when `clusterbench` is importable (PYTHONPATH=e2e, as `make bench` sets it),
+and otherwise exit with the command to run.
 `defrag`: {"plan_ms": .., "big_job_delay_s": {"with_defrag": .., "without_defrag": ..}}: median time to plan
 the moves that let a blocked 8-node gang start on 1,000 nodes carrying 400 running jobs, and the mean
 queueing delay of big jobs in the simulator (the "mixed" workload of `planner`) with and without
@@ -23,6 +27,7 @@ Prints progress lines, then one JSON object as the last line:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import statistics
 import sys
@@ -137,21 +142,40 @@ def defrag(repeats: int, seeds: list[int], jobs: int) -> dict:
                       "moves_per_hour": CardpoolDefragPolicy().moves_per_hour}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cardpool.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["planner", "start", "recovery", "defrag"])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and seeds (a smoke run)")
-    parser.add_argument("--fleet", default="bench64.yaml", help="start, recovery: fleet file in e2e/fleets")
-    args = parser.parse_args(argv)
-    if args.what in ("start", "recovery"):
-        from importlib import import_module
+CLUSTER_BENCHMARKS = ("start", "recovery", "scale")
 
-        run = import_module(f"cardpool.bench.{args.what}").run
-        print(json.dumps(run(repeats=1 if args.quick else 3, fleet_file=args.fleet)))
-        return 0
+
+def cluster_benchmark(name: str, argv: list[str]) -> int:
+    """Hand `name` over to the e2e kit's clusterbench, imported only now; without it, say how to run it."""
+    try:
+        clusterbench = importlib.import_module("clusterbench.__main__")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("clusterbench", "clusterbench.__main__", "localkube"):
+            raise
+        print(f"python -m cardpool.bench {name}: the cluster benchmarks are part of the e2e kit of a cardpool "
+              f"checkout, not of the installed package ({exc.name} is not importable). From a checkout run:\n"
+              f"  PYTHONPATH=e2e python -m clusterbench {name}\nor `make bench`.", file=sys.stderr)
+        return 2
+    return clusterbench.main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    name = next((a for a in argv if not a.startswith("-")), None)
+    if name in CLUSTER_BENCHMARKS:  # with their own options (--fleet, --other-pods, --help, ...)
+        return cluster_benchmark(name, argv)
+    parser = argparse.ArgumentParser(prog="python -m cardpool.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["planner", "defrag", "pass", *CLUSTER_BENCHMARKS])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and seeds (a smoke run)")
+    args = parser.parse_args(argv)
     repeats, seeds, jobs = (3, [1], 300) if args.quick else (21, [1, 2, 3], 1500)
     if args.what == "defrag":
         print(json.dumps(defrag(repeats, seeds, jobs)))
+        return 0
+    if args.what == "pass":
+        from .passcost import run
+
+        print(json.dumps(run(repeats=10 if args.quick else 60)))
         return 0
     result: dict = {"place_ms": place_ms(repeats), "replan_ms": replan_ms(max(repeats // 3, 3))}
     sim = policies(seeds, jobs, node_count=128)

@@ -17,6 +17,8 @@ import sys
 import time
 
 from cardpool.api.keys import GROUP, LABEL_ATTEMPT, LABEL_JOB, VERSION
+from localkube import faults
+from localkube.waiting import NotYet, wait_for
 
 from .cluster import BenchCluster, bench_cluster, h800_pool, new_namespace
 
@@ -38,9 +40,6 @@ def _pods(bench: BenchCluster, ns: str, attempt: int):
 
 
 def one_run(bench: BenchCluster, ns: str, timeout: float = 120) -> tuple[float, float]:
-    from localkube import faults
-    from localkube.waiting import NotYet, wait_for
-
     new_namespace(bench, ns)
     bench.custom.create_namespaced_custom_object(GROUP, VERSION, ns, "trainingjobs", _job())
 

@@ -4,8 +4,8 @@ Starts a private local cluster (its own folder and ports) with 64 KWOK H800 node
 --fleet large.yaml), the CRDs and this checkout's operator; then, `repeats` times each, measures from the
 create call until every pod of the workload has run (KWOK completes Job pods right after they run). A first,
 uncounted run of each warms connections and caches.
-Needs the e2e kit (PYTHONPATH=e2e, as `make bench` sets it). Also reports the operator's resident memory
-at the end.
+Run from a checkout: `PYTHONPATH=e2e python -m clusterbench start` (or `make bench`). Also reports the
+operator's resident memory at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 from kubernetes import client
 
 from cardpool.api.keys import GROUP, LABEL_JOB, VERSION
+from localkube.waiting import wait_for
 
 from .cluster import bench_cluster, h800_pool, new_namespace
 
@@ -37,8 +38,6 @@ def _measure(core: client.CoreV1Api, namespace: str, selector: str, create, time
 
 
 def run(repeats: int = 3, fleet_file: str = "bench64.yaml") -> dict:
-    from localkube.waiting import wait_for
-
     with bench_cluster("start", fleet_file, 200, h800_pool()) as bench:
         core, custom = bench.core, bench.custom
         container = {"name": "trainer", "image": "registry.example.com/train:1",
@@ -80,8 +79,3 @@ def run(repeats: int = 3, fleet_file: str = "bench64.yaml") -> dict:
             "setup": {"nodes": node_count, "workers": WORKERS, "cards_per_worker": CARDS,
                       "repeats": repeats, "pool_interval_s": 1.0}}
 
-
-if __name__ == "__main__":
-    import json
-
-    print(json.dumps(run()))
