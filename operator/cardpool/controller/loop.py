@@ -46,6 +46,15 @@ NODE_RETRY_S = 10.0
 """A node acted on is left alone this long unless the watch shows it changed (its action re-reads it anyway)."""
 
 
+class _Stale(Exception):
+    """A node action found the node changed since it was decided on: decide again."""
+
+
+def _changed_or_stale(changed: bool) -> None:
+    if not changed:
+        raise _Stale()
+
+
 @dataclass(frozen=True)
 class Observations:
     """One consistent copy of what the watches hold."""
@@ -164,6 +173,11 @@ class Controller:
         self._forget_gone(observed)
         if (check := self.expectations.next_check(mono)) is not None:
             next_due.append(check)
+        for name, (_, acted) in list(self._nodes_acted.items()):  # e.g. evictions a PodDisruptionBudget refused
+            if mono - acted >= NODE_RETRY_S:
+                del self._nodes_acted[name]
+            else:
+                next_due.append(acted + NODE_RETRY_S)
         self._next_due = min(next_due) if next_due else None
         metrics.PASS_DURATION.observe(time.perf_counter() - started)
 
@@ -197,8 +211,8 @@ class Controller:
             decided_on = node.drain if node is not None else None
             self._submit_node(action.node, node, mono, Task(
                 f"{action.kind.lower()} node {action.node}", Priority.URGENT,
-                lambda a=action, d=decided_on: node_effects.apply_action(self.kube, a, d, events.get(a.node, []),
-                                                                        now)))
+                lambda a=action, d=decided_on: _changed_or_stale(
+                    node_effects.apply_action(self.kube, a, d, events.get(a.node, []), now))))
         acted = {a.node for a in plan.actions}
         for node in nodes:  # drained nodes whose other pods have not all gone yet
             record = node.drain
@@ -223,9 +237,12 @@ class Controller:
         self._nodes_acted[name] = (node, mono)
 
         def done(error: BaseException | None) -> None:
-            if error is not None and not isinstance(error, Fenced):
+            if error is None or isinstance(error, Fenced):
+                return
+            if not isinstance(error, _Stale):
                 log.warning("%s failed: %s", task.name, describe(error))
-                self._nodes_acted.pop(name, None)
+            self._nodes_acted.pop(name, None)
+            self._dirty.set()  # decided again on what the watch shows now
 
         self.applier.submit(Work(f"node/{name}", [[task]], done))
 

@@ -87,8 +87,13 @@ class Runtime:
         return self._foreign_copy[1]
 
 
-def _runtime(memo: kopf.Memo) -> Runtime | None:
-    return memo.get("cardpool")
+_current: list[Runtime] = []
+"""The operator's one Runtime. Not kopf's memo: kopf hands resource handlers a copy of it per object, made
+when the object is first seen, which for objects listed while the operator starts can predate startup."""
+
+
+def _runtime(memo: kopf.Memo | None = None) -> Runtime | None:
+    return _current[0] if _current else None
 
 
 @kopf.on.startup()
@@ -110,7 +115,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
                                     controller.changed, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
                       foreign=Informer("foreign-pods", kube.core.list_pod_for_all_namespaces, observe.foreign_pod,
                                        controller.changed, label_selector=others, field_selector=bound_and_live))
-    memo["cardpool"] = runtime
+    _current[:] = [runtime]
     runtime.pods.start()
     runtime.foreign.start()
     elector.start()
@@ -125,6 +130,7 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     runtime = _runtime(memo)
     if runtime is None:
         return
+    _current.clear()
     for task in runtime.tasks:
         task.cancel()
     loop = asyncio.get_running_loop()

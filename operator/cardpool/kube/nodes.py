@@ -24,18 +24,19 @@ log = logging.getLogger("cardpool.nodes")
 
 
 def apply_action(kube: Kube, action: NodeAction, decided_on: DrainRecord | None, events: list[NodeEvent],
-                 now: datetime) -> None:
+                 now: datetime) -> bool:
     """One node's drain action, then its events (only if the node was changed: a stale view or a failed write
-    is decided again by the next pass, which says so then)."""
+    is decided again by the next pass, which says so then). Returns whether the node was changed."""
     try:
         changed = _apply(kube, action, decided_on)
     except ApiException as exc:
-        if exc.status in (404, 409):  # gone, or changed since observed: the next pass decides again
-            return
+        if exc.status in (404, 409):  # gone, or changed since observed (the node controller's taints)
+            return False
         raise
     if changed:
         for event in events:
             post_node_event(kube, event.node, event.pool, event.type, event.reason, event.message, now)
+    return changed
 
 
 def finish_eviction(kube: Kube, node: str, record: DrainRecord) -> bool:
