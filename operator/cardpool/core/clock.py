@@ -30,7 +30,3 @@ class Deadlines:
         if moment is not None and moment > self.now and (self.next is None or moment < self.next):
             self.next = moment
 
-
-def earliest(*moments: datetime | None) -> datetime | None:
-    present = [m for m in moments if m is not None]
-    return min(present) if present else None

@@ -110,7 +110,6 @@ class PlanMemo:
         self._pool: tuple | None = None
         self._plans: dict[str, tuple[tuple, JobPlan]] = {}
         self._queue: tuple[Snapshot, str | None, QueuePlan] | None = None
-        self.hits = 0
 
     def schedule(self, snapshot: Snapshot, first: str | None) -> QueuePlan:
         """The queue's answer, computed again only when the cards or the waiting jobs changed."""
@@ -125,7 +124,6 @@ class PlanMemo:
         if pool_inputs != self._pool:
             self._pool = pool_inputs
             self._plans.clear()
-        self.hits = 0
 
     def get(self, job: ObservedJob, inputs: tuple, now: datetime) -> JobPlan | None:
         entry = self._plans.get(job.key)
@@ -137,7 +135,6 @@ class PlanMemo:
         if not same or (plan.recheck_at is not None and now >= plan.recheck_at):
             del self._plans[job.key]
             return None
-        self.hits += 1
         return plan
 
     def put(self, job: ObservedJob, inputs: tuple, plan: JobPlan) -> None:
