@@ -148,6 +148,22 @@ class Operator:
         entry = self.table.get(name)
         return entry.log_tail(60) if entry else ""
 
+    def log_size(self, name: str = "operator") -> int:
+        entry = self.table.get(name)
+        try:
+            return Path(entry.log).stat().st_size if entry else 0
+        except OSError:
+            return 0
+
+    def log_since(self, offset: int, name: str = "operator") -> str:
+        """What the operator logged after `offset` (a `log_size()` taken earlier)."""
+        entry = self.table.get(name)
+        if entry is None:
+            return ""
+        with open(entry.log, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
+
 
 @pytest.fixture(scope="session")
 def operator(kube: Kube, crds: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
@@ -159,3 +175,12 @@ def operator(kube: Kube, crds: list[str], tmp_path_factory: pytest.TempPathFacto
         yield op
     finally:
         op.table.stop_all()
+
+
+@pytest.fixture
+def quiet_operator(operator: Operator) -> Iterator[Operator]:
+    """The operator, checked after the test: nothing it logged meanwhile is a traceback."""
+    start = operator.log_size()
+    yield operator
+    logged = operator.log_since(start)
+    assert "Traceback" not in logged, "the operator logged a traceback during the test:\n" + logged[-6000:]

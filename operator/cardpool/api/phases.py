@@ -25,6 +25,11 @@ PHASE_CONDITIONS: dict[Phase, tuple[bool, bool, bool, bool]] = {
     Phase.SUCCEEDED: (True, False, False, False),  # Current: finished
     Phase.FAILED: (False, False, True, False),  # Failed
 }
+# Reasons a job waits that no time will fix: a person must act (edit the job or the pool, create the pool, fix
+# the namespace's policies). The job keeps its phase and shows Stalled=True, Reconciling=False, Ready=False, so
+# kstatus says Failed and Argo CD Degraded at once instead of waiting for a timeout.
+NEEDS_A_PERSON = frozenset({"Unplaceable", "PoolNotFound", "InvalidPodTemplate", "PodsRefused",
+                            "NoNodeMatchesTemplate"})
 KSTATUS = {Phase.QUEUED: "InProgress", Phase.STARTING: "InProgress", Phase.RUNNING: "Current",
            Phase.RESTARTING: "InProgress", Phase.SUSPENDED: "Current", Phase.SUCCEEDED: "Current",
            Phase.FAILED: "Failed"}
@@ -32,8 +37,11 @@ KSTATUS = {Phase.QUEUED: "InProgress", Phase.STARTING: "InProgress", Phase.RUNNI
 
 def conditions_for_phase(conditions: list[Condition], phase: Phase, reason: str, message: str, now: datetime,
                          observed_generation: int | None) -> list[Condition]:
-    """Set Ready, Reconciling, Stalled and Suspended for `phase`; each keeps its lastTransitionTime unless its
-    status flips."""
-    for type_, status in zip((READY, RECONCILING, STALLED, SUSPENDED), PHASE_CONDITIONS[phase], strict=True):
+    """Set Ready, Reconciling, Stalled and Suspended for `phase` (stalled whatever the phase when `reason` is
+    one of NEEDS_A_PERSON); each keeps its lastTransitionTime unless its status flips."""
+    statuses = PHASE_CONDITIONS[phase]
+    if reason in NEEDS_A_PERSON:
+        statuses = (False, False, True, statuses[3])
+    for type_, status in zip((READY, RECONCILING, STALLED, SUSPENDED), statuses, strict=True):
         conditions = set_condition(conditions, type_, status, reason, message, now, observed_generation)
     return conditions
