@@ -297,14 +297,17 @@ def pool_status(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | 
     whole = sum(f.largest_gang_cards for f in queue.fragmentation.values())
     empty_groups = [g.name for g in groups if g.nodes == 0]
     conditions: list[Condition] = list(previous.conditions) if previous else []
+    # A group no node matches waits for a person (fix the selector or label a node), not for time: Stalled, so
+    # kstatus says Failed and Argo CD Degraded alike, instead of kstatus waiting on Ready=False as InProgress.
     if empty_groups:
-        msg = f"no node matches the selector of group(s) {', '.join(empty_groups)}"
-        conditions = set_condition(conditions, "Ready", False, "GroupWithoutNodes", msg, now, generation)
+        reason, msg = "GroupWithoutNodes", f"no node matches the selector of group(s) {', '.join(empty_groups)}"
+        conditions = set_condition(conditions, "Ready", False, reason, msg, now, generation)
+        conditions = set_condition(conditions, "Stalled", True, reason, msg, now, generation)
     else:
         msg = f"{sum(g.nodes for g in groups)} nodes, {free_total} free cards"
         conditions = set_condition(conditions, "Ready", True, "NodesObserved", msg, now, generation)
+        conditions = set_condition(conditions, "Stalled", False, "Observed", "", now, generation)
     conditions = set_condition(conditions, "Reconciling", False, "Observed", "", now, generation)
-    conditions = set_condition(conditions, "Stalled", False, "Observed", "", now, generation)
     return CardPoolStatus(
         observed_generation=generation, conditions=conditions, groups=groups, group_count=len(groups),
         cards=sum(g.cards for g in groups), free_cards=free_total,
