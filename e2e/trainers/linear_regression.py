@@ -61,7 +61,7 @@ def main() -> int:
     def save(step: int, weights: np.ndarray, event: str, **extra) -> None:
         saved = store.save(step, contract.world_size, lambda d: np.save(d / "w.npy", weights))
         if under_operator:
-            report_checkpoint(contract, saved)
+            report_checkpoint(contract, saved, progress=progress)
         emit(event=event, step=saved.step, uri=saved.uri, **extra)
     if contract.resume:
         w = np.load(store.load(contract.resume.uri) / "w.npy")

@@ -149,7 +149,7 @@ def test_ranks_that_already_succeeded_count_as_started() -> None:
 def checkpoint(name: str, attempt: int, step: int, complete: bool = True, verdict: str | None = None):
     from cardpool.core.observed import ObservedCheckpoint
 
-    return ObservedCheckpoint(name, "job", attempt, step, f"s3://c/{step}", 32, complete, NOW, verdict)
+    return ObservedCheckpoint(name, "job", attempt, step, f"s3://c/{step}", 32, complete, NOW, verdict, "uid-1")
 
 
 def with_checkpoints(observed: ObservedJob, *checkpoints) -> ObservedJob:

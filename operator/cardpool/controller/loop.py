@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from kubernetes.client.exceptions import ApiException
 
 from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
+from cardpool.core.checkpoints import judge_orphans
+from cardpool.core.clock import Deadlines
 from cardpool.core.drain import Member, members, plan_drains
 from cardpool.core.lifecycle import JobPlan, plan_missing_pool, pod_name
 from cardpool.core.observed import ObservedBudget, ObservedCheckpoint, ObservedJob, ObservedNode, ObservedPod
@@ -99,6 +101,8 @@ class Controller:
         self._nodes_acted: dict[str, tuple[ObservedNode | None, float]] = {}
         self._node_due: datetime | None = None
         self.was_leading = False
+        self._orphans: set[str] = set()
+        """Checkpoints of missing jobs whose verdict was written but may not be in the watch yet."""
 
     # -- when to run ------------------------------------------------------------------------------------
 
@@ -170,6 +174,8 @@ class Controller:
                 log.exception("pass of pool %s failed", name)
                 metrics.count_error(name)
         self._missing_pools(observed, pools, now, mono)
+        if (due := self._orphan_checkpoints(observed, now, mono)) is not None:
+            next_due.append(due)
         self._forget_gone(observed)
         if (check := self.expectations.next_check(mono)) is not None:
             next_due.append(check)
@@ -383,6 +389,30 @@ class Controller:
                 plan = plan_missing_pool(job, now)
                 if plan.status_changed:
                     self.applier.submit(self._job_work(job, plan, pool_name, None, now, mono))
+
+    def _orphan_checkpoints(self, observed: Observations, now: datetime, mono: float) -> float | None:
+        """Checkpoints naming a job that does not exist are refused (NoSuchJob), each once. Returns when the
+        next one is old enough to be judged (monotonic), if one waits."""
+        present = {(j.namespace, j.name) for jobs in observed.jobs.values() for j in jobs}
+        clock = Deadlines(now)
+        verdicts = judge_orphans(observed.checkpoints, present, clock)
+        keys = [f"checkpoint/{namespace}/{verdict.checkpoint}" for namespace, verdict in verdicts]
+        self._orphans &= set(keys)  # the others' verdicts are in the watch now (or they are gone)
+        for key, (namespace, verdict) in zip(keys, verdicts, strict=True):
+            if key in self._orphans:
+                continue
+            self._orphans.add(key)
+
+            def done(error: BaseException | None, key: str = key) -> None:
+                if error is not None:
+                    self._orphans.discard(key)
+                    self._dirty.set()
+                    if not isinstance(error, Fenced):
+                        log.warning("the verdict on %s failed: %s", key, describe(error))
+            self.applier.submit(Work(key, [[Task(f"verdict on checkpoint {namespace}/{verdict.checkpoint}",
+                                                 Priority.NORMAL, lambda n=namespace, v=verdict:
+                                                 effects.judge_checkpoint(self.kube, n, v, now))]], done))
+        return None if clock.next is None else mono + max((clock.next - now).total_seconds(), 0.0)
 
     def _forget_gone(self, observed: Observations) -> None:
         present = {j.key for jobs in observed.jobs.values() for j in jobs}

@@ -17,7 +17,6 @@ from types import MappingProxyType
 from cardpool.api.phases import conditions_for_phase
 from cardpool.api.trainingjob import (
     AttemptRecord,
-    CheckpointRecord,
     FailureAction,
     FailureRecord,
     Framework,
@@ -28,7 +27,9 @@ from cardpool.api.trainingjob import (
     TrainingJobStatus,
 )
 
+from .checkpoints import Verdict, judge_checkpoints
 from .clock import Deadlines
+from .events import Event
 from .failures import Failure, backoff, decide, first_failure
 from .health import LOST
 from .observed import ObservedJob, ObservedPod
@@ -61,23 +62,6 @@ class RankSlot:
     model: str
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    type: str  # Normal or Warning
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """Whether a reported checkpoint was taken as the job's latest; set on the Checkpoint's status."""
-
-    checkpoint: str
-    accepted: bool
-    reason: str
-    message: str
-
-
 @dataclass
 class JobPlan:
     job: str
@@ -100,29 +84,6 @@ class JobPlan:
         """Whether carrying out the plan calls the API at all."""
         return bool(self.status_changed or self.create or self.delete or self.force_delete or self.events
                     or self.verdicts or self.delete_job)
-
-
-def judge_checkpoints(job: ObservedJob, status: TrainingJobStatus, now: datetime, plan: JobPlan) -> None:
-    """Take the newest complete checkpoint of the current attempt (or the one that just ended) into status;
-    judge each reported checkpoint once. Older attempts and steps below the recorded one are ignored."""
-    for ck in sorted(job.checkpoints, key=lambda c: (c.attempt, c.step, c.name)):
-        recorded = status.last_checkpoint
-        if ck.verdict is not None or not ck.complete or (recorded is not None and recorded.name == ck.name):
-            continue  # judged already (its verdict may not have reached the watch yet), or not usable yet
-        if ck.attempt < status.attempt:
-            verdict = Verdict(ck.name, False, "OlderAttempt",
-                              f"saved by attempt {ck.attempt}; the job is at attempt {status.attempt}")
-        elif recorded is not None and ck.step <= recorded.step:
-            verdict = Verdict(ck.name, False, "NotNewer",
-                              f"step {ck.step} is not after the recorded step {recorded.step}")
-        else:
-            status.last_checkpoint = CheckpointRecord(step=ck.step, uri=ck.uri, time=now, world_size=ck.world_size,
-                                                      attempt=ck.attempt, name=ck.name)
-            verdict = Verdict(ck.name, True, "Recorded", f"the job resumes from step {ck.step}")
-            plan.events.append(Event("Normal", "CheckpointRecorded", f"step {ck.step} at {ck.uri}"))
-        if not verdict.accepted:
-            plan.events.append(Event("Warning", "CheckpointIgnored", f"{ck.name}: {verdict.message}"))
-        plan.verdicts.append(verdict)
 
 
 def blocking_pods(job: ObservedJob, faulty_nodes: Mapping[str, str] = _NONE) -> list[ObservedPod]:
@@ -210,7 +171,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     old = job.status
     status = old.model_copy(deep=True)
     plan = JobPlan(job.key, status)
-    judge_checkpoints(job, status, now, plan)
+    judge_checkpoints(job, status, clock, plan)
     reason, message = "", ""
     phase = status.phase or Phase.QUEUED
     # only a Starting or Running attempt owns pods; any other pod is left over and goes

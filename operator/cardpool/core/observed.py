@@ -88,6 +88,8 @@ class ObservedCheckpoint:
     created: datetime
     verdict: str | None = None
     """The status of its Accepted condition once the operator has judged it ("True"/"False")."""
+    owner_uid: str = ""
+    """UID of the TrainingJob named spec.job in its ownerReferences ("" when none names it)."""
 
 
 @dataclass(frozen=True)

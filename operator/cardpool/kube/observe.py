@@ -13,6 +13,7 @@ from cardpool.api.keys import (
     ANNOTATION_DRAIN,
     ANNOTATION_DRAIN_REQUEST,
     ANNOTATION_PROGRESS,
+    GROUP,
     LABEL_ATTEMPT,
     LABEL_JOB,
     LABEL_MANAGED_BY,
@@ -179,9 +180,12 @@ def checkpoint(body: Mapping[str, Any]) -> ObservedCheckpoint:
     meta, spec = body["metadata"], body["spec"]
     accepted = next((c.get("status") for c in (body.get("status") or {}).get("conditions") or []
                      if c.get("type") == "Accepted"), None)
+    owner = next((o.get("uid") or "" for o in meta.get("ownerReferences") or []
+                  if o.get("kind") == "TrainingJob" and (o.get("apiVersion") or "").split("/")[0] == GROUP
+                  and o.get("name") == spec["job"]), "")
     return ObservedCheckpoint(name=meta["name"], job=spec["job"], attempt=spec["attempt"], step=spec["step"],
                               uri=spec["uri"], world_size=spec["worldSize"], complete=bool(spec.get("complete")),
-                              created=_time(meta.get("creationTimestamp")), verdict=accepted)
+                              created=_time(meta.get("creationTimestamp")), verdict=accepted, owner_uid=owner)
 
 
 def job(body: Mapping[str, Any], pods: tuple[ObservedPod, ...] = (),

@@ -1,7 +1,10 @@
 """Progress reports: rank 0 writes its step into an annotation on its own pod, at most once per interval, so
 hang detection (spec.failurePolicy.progressTimeoutSeconds) knows the job is alive. One small patch per job
 per interval, whatever the job's size: the other ranks never write. Reporting is best effort: a failed write
-is logged and training goes on."""
+is logged and training goes on.
+
+Before rank 0 creates a Checkpoint, it reports the saved step (`saved`): the operator takes a Checkpoint only up
+to the step its attempt reported (cardpool.core.checkpoints)."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from datetime import UTC, datetime
 from cardpool.api.keys import ANNOTATION_PROGRESS
 
 from .contract import Contract
-from .report import api_client
+from .kubeapi import api_client
 
 DEFAULT_INTERVAL_S = float(os.environ.get("CARDPOOL_PROGRESS_INTERVAL_SECONDS", "30"))
 log = logging.getLogger("cardpool.runtime")
@@ -24,10 +27,13 @@ Writer = Callable[[str, str, dict], None]
 """(pod, namespace, merge patch) -> None."""
 
 
-def _patch_pod(pod: str, namespace: str, patch: dict) -> None:
-    from kubernetes import client  # imported here: a trainer that never reports needs no client
+def pod_writer(api=None) -> Writer:
+    """Patches a pod through `api` (default: a client as api_client makes it, per write)."""
+    def write(pod: str, namespace: str, patch: dict) -> None:
+        from kubernetes import client  # imported here: a trainer that never reports needs no client
 
-    client.CoreV1Api(api_client()).patch_namespaced_pod(pod, namespace, patch, _request_timeout=5)
+        client.CoreV1Api(api or api_client()).patch_namespaced_pod(pod, namespace, patch, _request_timeout=5)
+    return write
 
 
 class ProgressReporter:
@@ -35,14 +41,19 @@ class ProgressReporter:
                  clock: Callable[[], float] = time.monotonic):
         self.contract = contract
         self.min_interval = min_interval
-        self._write = write or _patch_pod
+        self._write = write or pod_writer()
         self._clock = clock
         self._last: float | None = None
+        self._total: int | None = None
+        self.last_step: int | None = None
+        """The step of the last report written."""
 
     def report(self, step: int, total_steps: int | None = None, force: bool = False) -> bool:
-        """Report `step`; returns whether a write was made (rank 0 only, rate-limited unless `force`)."""
+        """Report `step`; returns whether a write was made (rank 0 only, rate-limited unless `force`). Without
+        `total_steps`, the last one given is reported again."""
         if not self.contract.is_rank0 or not self.contract.pod:
             return False
+        total_steps = self._total = total_steps if total_steps is not None else self._total
         now = self._clock()
         if not force and self._last is not None and now - self._last < self.min_interval:
             return False
@@ -56,4 +67,12 @@ class ProgressReporter:
         except Exception as exc:  # progress must never stop training
             log.warning("could not report progress at step %d: %s", step, exc)
             return False
+        self.last_step = step
         return True
+
+    def saved(self, step: int) -> bool:
+        """Before the Checkpoint of `step` is created: report `step` now, unless the last report was as high.
+        Returns whether the operator can see that step as reached."""
+        if self.last_step is not None and self.last_step >= step:
+            return True
+        return self.report(step, force=True)

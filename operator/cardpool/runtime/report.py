@@ -1,38 +1,40 @@
-"""Reporting to the operator: rank 0 creates a Checkpoint object once a save is complete. The training
-pod's ServiceAccount needs create (and get) on checkpoints, and patch on its own pod for progress
-(manifests/operator/trainer-role.yaml)."""
+"""Reporting to the operator: rank 0 creates a Checkpoint object once a save is complete, owned by its job (the
+job's UID in an ownerReference) and naming its attempt, after reporting the saved step as progress: the
+operator takes a Checkpoint only from this job, from its current attempt and up to the step that attempt
+reported (cardpool.core.checkpoints). The training pod's ServiceAccount needs create (and get) on
+checkpoints, and patch on its own pod for progress (manifests/operator/trainer-role.yaml)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from cardpool.api.keys import API_VERSION, GROUP, LABEL_JOB, VERSION
 
 from .checkpoints import Saved
 from .contract import Contract
+from .kubeapi import api_client
+from .progress import ProgressReporter, pod_writer
+
+__all__ = ["api_client", "checkpoint_name", "report_checkpoint"]
+log = logging.getLogger("cardpool.runtime")
 
 
 def checkpoint_name(contract: Contract, step: int) -> str:
     return f"{contract.job}-a{contract.attempt}-s{step}"
 
 
-def api_client():
-    """In a pod: its ServiceAccount; elsewhere (tests, local runs): the kubeconfig."""
-    from kubernetes import client, config  # imported here: a trainer that never reports needs no client
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
-
-
-def report_checkpoint(contract: Contract, saved: Saved, api=None) -> str:
-    """Create the Checkpoint for a complete save; repeating it is harmless. Returns its name."""
+def report_checkpoint(contract: Contract, saved: Saved, api=None, progress: ProgressReporter | None = None) -> str:
+    """Report the saved step as progress (through `progress`, the trainer's reporter, so the report keeps its
+    total steps; else a one-off one, best effort like every progress report), then create the Checkpoint for
+    the complete save; repeating it is harmless. Returns its name."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     api = api or api_client()
+    (progress or ProgressReporter(contract, write=pod_writer(api))).saved(saved.step)
+    if not contract.job_uid:
+        log.warning("CARDPOOL_JOB_UID is not set: the operator refuses (NotOwned) a Checkpoint its job does not own")
     name = checkpoint_name(contract, saved.step)
     owner = ([{"apiVersion": API_VERSION, "kind": "TrainingJob", "name": contract.job, "uid": contract.job_uid}]
              if contract.job_uid else [])
