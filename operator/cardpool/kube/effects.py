@@ -17,6 +17,7 @@ from cardpool.api.trainingjob import TrainingJobStatus
 from cardpool.core.lifecycle import Verdict
 from cardpool.core.observed import ObservedJob
 
+from . import refusals
 from .client import Kube
 
 log = logging.getLogger("cardpool.effects")
@@ -45,6 +46,12 @@ def write_job_status(kube: Kube, job: ObservedJob, status: TrainingJobStatus) ->
 def create_pod(kube: Kube, manifest: dict) -> bool:
     """False when it exists already (a crash between create and the watch, or a lagging index)."""
     return kube.create(kube.core.create_namespaced_pod, manifest["metadata"]["namespace"], manifest)
+
+
+def dry_run_pod(kube: Kube, manifest: dict) -> None:
+    """Ask the API server whether it would create the pod (validation and admission; nothing is stored). A pod of
+    that name that exists already passed both."""
+    kube.create(kube.core.create_namespaced_pod, manifest["metadata"]["namespace"], manifest, dry_run="All")
 
 
 def delete_pod(kube: Kube, namespace: str, name: str, force: bool = False) -> bool:
@@ -111,4 +118,7 @@ def post(kube: Kube, namespace: str, involved: dict, type_: str, reason: str, me
     try:
         kube.call(kube.core.create_namespaced_event, namespace, body)
     except ApiException as exc:  # an event is information; losing one must not fail the reconcile
+        if refusals.namespace_terminating(exc) or refusals.gone(exc):  # it goes with its namespace
+            log.debug("event %s for %s %s not posted: %s", reason, involved["kind"], involved["name"], exc.reason)
+            return
         log.warning("could not post event %s for %s %s: %s", reason, involved["kind"], involved["name"], exc.reason)
