@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,40 @@ def test_check_mode_reports_drift(tmp_path, monkeypatch) -> None:
     assert (tmp_path / target.name).read_text() == "original\n"
     assert crdgen.main([]) == 0
     assert (tmp_path / target.name).read_text() == "changed\n"
+
+
+def cells(row: str) -> list[str]:
+    """The cells of a Markdown table row: split at every `|` not escaped as `\\|`."""
+    return [c.strip() for c in re.split(r"(?<!\\)\|", row.strip())[1:-1]]
+
+
+def tables(text: str) -> list[list[str]]:
+    """Every table of a Markdown text: its lines, from the header to the first line that is not a row."""
+    out, current = [], None
+    for line in text.splitlines():
+        if current is not None and line.strip():
+            current.append(line)
+            continue
+        current = None
+        if line.startswith("| ") and line.rstrip().endswith("|"):
+            current = [line]
+            out.append(current)
+    return out
+
+
+def test_every_reference_table_row_is_one_line_with_the_headers_columns() -> None:
+    found = tables((ROOT / "docs" / "api.md").read_text())
+    assert len(found) >= 5
+    for table in found:
+        header, rule_, *rows = table
+        assert set(rule_.replace("|", "")) == {"-"}, f"no separator under {header}"
+        assert rows, header
+        for row in rows:
+            assert row.startswith("| ") and row.endswith(" |"), f"row broken across lines: {row!r}"
+            assert len(cells(row)) == len(cells(header)), f"{len(cells(row))} cells, header has " \
+                f"{len(cells(header))}: {row!r}"
+
+
+def test_a_cell_with_pipes_and_newlines_stays_in_its_row() -> None:
+    row = crdgen._row(["`a|b`", "multi\nline\n\ntext", crdgen._default("x|y"), crdgen._default({"k": [1, 2]})])
+    assert "\n" not in row and cells(row) == ["`a\\|b`", "multi line text", "`x\\|y`", '`{"k": [1, 2]}`']

@@ -8,12 +8,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import DNS_LABEL, ApiModel, ObjectMeta, cel, rule
+from .base import DNS_LABEL, LABEL_KEY, LABEL_KEY_MAX, LABEL_VALUE, ApiModel, ObjectMeta, cel, rule
 from .conditions import Condition
 from .keys import API_VERSION
+from .podtemplate import toleration_rules
 
 RESOURCE_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 MODEL_NAME = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
 
@@ -94,12 +94,15 @@ class TaintEffect(StrEnum):
 class Toleration(ApiModel):
     """A taint of the group's nodes that cardpool's pods tolerate (as in a pod's tolerations)."""
 
-    key: str | None = Field(None, pattern=LABEL_KEY, max_length=316)
+    # core/v1 refuses such tolerations on the pods: refuse them here, where the pool is written
+    model_config = {"json_schema_extra": cel(*toleration_rules("spec.nodeGroups[].tolerations[]"))}
+
+    key: str | None = Field(None, pattern=LABEL_KEY, max_length=LABEL_KEY_MAX)
     """Taint key; empty with operator Exists tolerates every taint."""
     operator: TolerationOperator = TolerationOperator.EQUAL
     """Exists or Equal."""
-    value: str | None = Field(None, max_length=63)
-    """Taint value for operator Equal."""
+    value: str | None = Field(None, max_length=63, json_schema_extra={"pattern": LABEL_VALUE})
+    """Taint value for operator Equal; empty with operator Exists."""
     effect: TaintEffect | None = None
     """Taint effect to tolerate; unset tolerates all effects."""
 

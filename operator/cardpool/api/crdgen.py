@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from . import podschema
 from .cardpool import CardPoolSpec, CardPoolStatus
 from .checkpoint import CheckpointSpec, CheckpointStatus
 from .keys import CARDPOOL_PLURAL, CHECKPOINT_PLURAL, GROUP, TRAININGJOB_PLURAL, VERSION
@@ -41,6 +44,9 @@ class Kind:
     columns: list[dict]
     scale: dict | None = None
     root_rules: list[dict] = field(default_factory=list)
+    # fields holding an embedded Kubernetes type (path below the kind -> (type name, its core schema)): the
+    # reference lists only what cardpool adds to them, `kubectl explain` shows the rest
+    embedded: dict[str, tuple[str, Callable[[], dict]]] = field(default_factory=dict)
 
     @property
     def singular(self) -> str:
@@ -94,6 +100,7 @@ KINDS = [
         scale={"specReplicasPath": ".spec.workers.size.desired", "statusReplicasPath": ".status.workers",
                "labelSelectorPath": ".status.selector"},
         root_rules=ROOT_RULES,
+        embedded={"spec.workers.template": ("core/v1 PodTemplateSpec", podschema.pod_template_schema)},
     ),
     Kind(
         kind="Checkpoint", plural=CHECKPOINT_PLURAL, scope="Namespaced", short_names=["ckpt"],
@@ -270,15 +277,17 @@ def policy_file() -> dict[Path, str]:
 
 # ---- field reference ---------------------------------------------------------------------------------------
 
-def fields(schema: dict, prefix: str) -> list[tuple[str, dict, bool]]:
-    """(path, schema, required) for every field below `schema`, depth first."""
+def fields(schema: dict, prefix: str, stop: frozenset[str] = frozenset()) -> list[tuple[str, dict, bool]]:
+    """(path, schema, required) for every field below `schema`, depth first, not below the paths in `stop`."""
     out = []
     required = set(schema.get("required", []))
     for name, prop in schema.get("properties", {}).items():
         path = f"{prefix}.{name}"
         out.append((path, prop, name in required))
+        if path in stop:
+            continue
         child = prop.get("items", prop) if prop.get("type") == "array" else prop
-        out.extend(fields(child, path + ("[]" if prop.get("type") == "array" else "")))
+        out.extend(fields(child, path + ("[]" if prop.get("type") == "array" else ""), stop))
     return out
 
 
@@ -309,13 +318,58 @@ def _constraints(prop: dict) -> str:
         parts.append(f"pattern `{prop['pattern']}`")
     for rule_ in prop.get("x-kubernetes-validations", []):
         parts.append(f"rule: {rule_['message']}")
+    for inner, label in (("items", "each item"), ("additionalProperties", "each value")):
+        if isinstance(prop.get(inner), dict) and prop.get("type") in ("array", "object"):
+            if (more := _constraints(prop[inner])) and prop[inner].get("type") not in ("array", "object"):
+                parts.append(f"{label}: {more}")
+            parts += [f"rule ({label}): {r['message']}" for r in prop[inner].get("x-kubernetes-validations", [])]
     return "; ".join(parts)
+
+
+def _default(value: Any) -> str:
+    return f"`{value if isinstance(value, str) else json.dumps(value)}`"
+
+
+def _row(cells: list[str]) -> str:
+    """One table row on one line: no newline or unescaped `|` in a cell may break the table."""
+    return "| " + " | ".join(" ".join(c.split()).replace("|", "\\|") for c in cells) + " |"
+
+
+TABLE_HEADER = ["field", "type", "required", "default", "constraints", "description"]
+
+
+def _rows(schema: dict, prefix: str, embedded: dict[str, tuple[str, Callable[[], dict]]]) -> list[str]:
+    stop = frozenset(f"{prefix}.{path}" for path in embedded)
+    rows = []
+    for path, prop, req in fields(schema, prefix, stop):
+        if path.endswith((".apiVersion", ".kind", ".metadata")) and path.count(".") == 1:
+            continue
+        type_ = _type(prop)
+        if path in stop:
+            type_ = embedded[path.removeprefix(prefix + ".")][0]
+        default = _default(prop["default"]) if "default" in prop else ""
+        rows.append(_row([f"`{path}`", type_, "yes" if req else "", default, _constraints(prop),
+                          prop.get("description", "")]))
+    return rows
+
+
+def _additions(ours: dict, core: dict, prefix: str) -> list[str]:
+    """Rows for the fields of an embedded type where cardpool requires more than the type's own schema."""
+    theirs = {prefix: (core, False), **{path: (prop, req) for path, prop, req in fields(core, prefix)}}
+    rows = []
+    for path, prop, req in [(prefix, ours, False), *fields(ours, prefix)]:
+        core_prop, core_req = theirs.get(path, ({}, False))
+        if _constraints(prop) != _constraints(core_prop) or req > core_req:
+            rows.append(_row([f"`{path}`", _type(prop), "yes" if req else "", "", _constraints(prop),
+                              prop.get("description", "")]))
+    return rows
 
 
 def reference() -> str:
     lines = ["# cardpool API reference (cardpool.io/v1alpha1)", "",
              "Generated by `python -m cardpool.api.crdgen` from the models in `cardpool.api`; a test fails when it",
              "drifts. `kubectl explain <kind>.<field>` shows the same descriptions from the installed CRDs.", ""]
+    header = [_row(TABLE_HEADER), "|" + "---|" * len(TABLE_HEADER)]
     for kind in KINDS:
         schema = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
         lines += [f"## {kind.kind}", "", f"{kind.description} Scope: {kind.scope}; short names: "
@@ -325,18 +379,20 @@ def reference() -> str:
         for rule_ in schema.get("x-kubernetes-validations", []):
             lines.append(f"Rule: {rule_['message']}.")
             lines.append("")
-        lines += ["| field | type | required | default | constraints | description |", "|---|---|---|---|---|---|"]
-        for path, prop, req in fields(schema, kind.singular):
-            if path.endswith((".apiVersion", ".kind", ".metadata")) and path.count(".") == 1:
-                continue
-            default = ""
-            if "default" in prop:
-                default = f"`{yaml.safe_dump(prop['default'], default_flow_style=True).strip()}`"
-            desc = " ".join(prop.get("description", "").split())
-            cells = [f"`{path}`", _type(prop), "yes" if req else "", default, _constraints(prop), desc]
-            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-        lines.append("")
+        lines += [*header, *_rows(schema, kind.singular, kind.embedded), ""]
+        for path, (type_name, core_schema) in kind.embedded.items():
+            full = f"{kind.singular}.{path}"
+            lines += [f"### {full}", "",
+                      f"A {type_name}: its fields are the core type's (`kubectl explain {full}`), refused at admission",
+                      "when unknown or of the wrong type. cardpool requires more of these fields:", "",
+                      *header, *_additions(at_path(schema, path), core_schema(), full), ""]
     return "\n".join(lines + phase_table())
+
+
+def at_path(schema: dict, path: str) -> dict:
+    for name in path.split("."):
+        schema = schema["properties"][name]
+    return schema
 
 
 def phase_table() -> list[str]:
@@ -344,9 +400,9 @@ def phase_table() -> list[str]:
             "Conditions follow the Kubernetes convention (type, status, reason, message, lastTransitionTime,",
             "observedGeneration). kstatus, which Flux and cli-utils use, reads `Stalled` and `Reconciling`;",
             "`Ready` and `Suspended` are for people and Argo CD.", "",
-            "| phase | Ready | Reconciling | Stalled | Suspended | kstatus |", "|---|---|---|---|---|---|"]
+            _row(["phase", "Ready", "Reconciling", "Stalled", "Suspended", "kstatus"]), "|---|---|---|---|---|---|"]
     for phase, flags in PHASE_CONDITIONS.items():
-        rows.append(f"| {phase.value} | " + " | ".join(str(f) for f in flags) + f" | {KSTATUS[phase]} |")
+        rows.append(_row([phase.value, *(str(f) for f in flags), KSTATUS[phase]]))
     return [*rows, ""]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, WithJsonSchema
 
@@ -12,47 +12,15 @@ from .base import DNS_SUBDOMAIN, ApiModel, ObjectMeta, cel, rule
 from .cardpool import MODEL_NAME
 from .conditions import Condition
 from .keys import API_VERSION
+from .podtemplate import RESOURCE_QUANTITY, PodTemplate
 
+DNS_1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 MAX_NAME_LENGTH = 40  # pods are <job>-a<attempt>-<rank>, and pod hostnames must stay within 63 characters
 CHECKPOINT_URI = r"^[a-z][a-z0-9+.-]*://\S+$"
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 
-_PRESERVE = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-POD_TEMPLATE_SCHEMA = {
-    "type": "object",
-    "description": "Pod template of every worker (a core/v1 PodTemplateSpec). cardpool adds node affinity, "
-                   "tolerations, labels, env and the accelerator resources; the rest is used as given.",
-    "x-kubernetes-preserve-unknown-fields": True,
-    "required": ["spec"],
-    "properties": {
-        "metadata": {**_PRESERVE, "description": "Labels and annotations for the worker pods."},
-        "spec": {
-            **_PRESERVE,
-            "description": "A core/v1 PodSpec.",
-            "required": ["containers"],
-            "properties": {
-                "containers": {"type": "array", "minItems": 1, "description": "Containers; the first is the trainer.",
-                               "items": {**_PRESERVE, "required": ["name"], "properties": {
-                                   "name": {"type": "string", "description": "Container name."},
-                                   "image": {"type": "string", "description": "Container image."}}}},
-                "nodeName": {"type": "string", "description": "Must stay unset: cardpool chooses nodes."},
-                "restartPolicy": {"type": "string", "description": "Unset or Never: cardpool restarts gangs."},
-                "terminationGracePeriodSeconds": {"type": "integer", "minimum": 0, "description":
-                                                  "At least spec.checkpoint.gracefulSaveSeconds when set."},
-            },
-            "x-kubernetes-validations": [
-                rule("!has(self.nodeName)",
-                     "spec.workers.template.spec.nodeName must not be set: cardpool chooses the nodes"),
-                rule("!has(self.restartPolicy) || self.restartPolicy == 'Never'",
-                     "spec.workers.template.spec.restartPolicy must be Never or unset: cardpool restarts the "
-                     "whole gang"),
-            ],
-        },
-    },
-}
-PodTemplate = Annotated[dict[str, Any], WithJsonSchema(POD_TEMPLATE_SCHEMA)]
 QuantityMap = Annotated[dict[str, int | str], WithJsonSchema({
-    "type": "object", "additionalProperties": {"x-kubernetes-int-or-string": True,
+    "type": "object", "additionalProperties": {"x-kubernetes-int-or-string": True, "pattern": RESOURCE_QUANTITY,
                                                "anyOf": [{"type": "integer"}, {"type": "string"}]}})]
 
 
@@ -125,6 +93,11 @@ class AcceleratorOverride(ApiModel):
 class Workers(ApiModel):
     """The job's workers: each one pod holding cardsPerWorker cards of one accelerator model."""
 
+    model_config = {"json_schema_extra": cel(rule(
+        "!has(self.globalBatchSize) || self.globalBatchSize >= self.size.max",
+        "spec.workers.globalBatchSize must be at least spec.workers.size.max: each rank needs one sample or more",
+        field_path=".globalBatchSize"))}
+
     cards_per_worker: int = Field(ge=1, le=64)
     """Cards each worker holds, all on one node."""
     size: WorkerSize
@@ -133,8 +106,9 @@ class Workers(ApiModel):
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["accelerator"]})
     """Per accelerator model changes to the trainer container: image, env, resources."""
     global_batch_size: int | None = Field(None, ge=1, le=1 << 30)
-    """Samples per step over all ranks. cardpool then suggests each rank's share, proportional to its cards'
-    relative throughput, in whole samples that add up to this (CARDPOOL_BATCH_SHARE)."""
+    """Samples per step over all ranks, at least size.max. cardpool then suggests each rank's share,
+    proportional to its cards' relative throughput, in whole samples that add up to this
+    (CARDPOOL_BATCH_SHARE)."""
 
 
 class PlacementMode(StrEnum):
@@ -249,6 +223,12 @@ class TrainingJobSpec(ApiModel):
              "self.placement.accelerators)",
              "spec.workers.overrides[].accelerator must be one of spec.placement.accelerators",
              field_path=".workers.overrides"),
+        rule("size(self.workers.template.spec.containers) == 0 || "
+             "has(self.workers.template.spec.containers[0].image) || self.placement.accelerators.all(m, "
+             "has(self.workers.overrides) && self.workers.overrides.exists(o, o.accelerator == m && has(o.image)))",
+             "spec.workers.template.spec.containers[0].image (the trainer's) must be set unless "
+             "spec.workers.overrides[] gives an image for every accelerator of spec.placement.accelerators",
+             field_path=".workers.template.spec.containers"),
         rule("!has(self.checkpoint) || !has(self.workers.template.spec.terminationGracePeriodSeconds) || "
              "self.workers.template.spec.terminationGracePeriodSeconds >= self.checkpoint.gracefulSaveSeconds",
              "spec.workers.template.spec.terminationGracePeriodSeconds must be at least "
@@ -419,6 +399,9 @@ class TrainingJobStatus(ApiModel):
     last_failure: FailureRecord | None = None
     attempt_start_time: datetime | None = None
     """When the current attempt's pods were created."""
+    template_hash: str | None = None
+    """Hash of the spec fields that shaped the current attempt's pods (template, overrides, framework,
+    checkpointing, batch size): a live attempt whose hash differs from the spec's restarts to take the change."""
     not_before: datetime | None = None
     """The job is not placed again before this time (backoff after repeated failures or a gang that did not
     start)."""
@@ -446,6 +429,11 @@ class TrainingJob(ApiModel):
     status: TrainingJobStatus | None = None
 
 
-ROOT_RULES = [rule(f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
-                   f"metadata.name must be at most {MAX_NAME_LENGTH} characters: pod names and hostnames are "
-                   f"derived from it")]
+ROOT_RULES = [
+    rule(f"size(self.metadata.name) <= {MAX_NAME_LENGTH}",
+         f"metadata.name must be at most {MAX_NAME_LENGTH} characters: pod names and hostnames are derived from it"),
+    # the name is the job's headless Service and the pods' subdomain: a DNS-1035 label, no dots
+    rule(f"self.metadata.name.matches('{DNS_1035_LABEL}')",
+         "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter, no "
+         "dots): it names the job's headless Service"),
+]
