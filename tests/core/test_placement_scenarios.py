@@ -6,10 +6,11 @@ racks a spine (h800-s0: racks 0-1, ...). Outcomes: placed = {job: {node: workers
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
+from cardpool.core.constraints import Constraint, Taint, from_template
 from cardpool.core.queue import schedule
 from cardpool.core.sizing import resize
 from cardpool.core.snapshot import Allocation, JobRequest, Mode, Node, Packing
@@ -17,6 +18,33 @@ from cardpool.core.snapshot import Allocation, JobRequest, Mode, Node, Packing
 from .fleet import job, nodes, running, snapshot
 
 MIXED = Mode.MIXED
+
+
+def wants(request: JobRequest, **pod_spec: object) -> JobRequest:
+    """The job with a pod template asking for `pod_spec` (nodeSelector=..., affinity=...)."""
+    return replace(request, constraint=from_template({"spec": pod_spec}))
+
+
+def labelled(node_list: list[Node], **labels: dict[str, str]) -> list[Node]:
+    """The nodes with labels: labelled(nodes("h800", 4), h800_2={"zone": "b"})."""
+    return [replace(n, labels=labels.get(n.name.replace("-", "_"), {})) for n in node_list]
+
+
+def tainted(node_list: list[Node], *names: str) -> list[Node]:
+    """The named nodes carry dedicated=research:NoSchedule, which their group does not tolerate."""
+    return [replace(n, taints=(RESEARCH,)) if n.name in names else n for n in node_list]
+
+
+def required(*exprs: dict) -> dict:
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": list(exprs)}]}}}
+
+
+ZONE_B = {"nodeSelector": {"zone": "b"}}
+RESEARCH = Taint("dedicated", "research", "NoSchedule")
+TOLERATES = {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "research", "effect": "NoSchedule"}]}
+FAMILIES = labelled(nodes("h800", 2) + nodes("a100", 2), h800_0={"family": "hopper"}, h800_1={"family": "hopper"},
+                    a100_0={"family": "ampere"}, a100_1={"family": "ampere"})
 
 
 @dataclass(frozen=True)
@@ -131,6 +159,61 @@ SCENARIOS = [
              nodes("h800", 2) + nodes("ascend", 2) + nodes("mlu", 4),
              [job("a", (3, 5), models=("MLU590", "Ascend910B", "H800"), mode=MIXED)],
              placed={"a": one_each("h800-0", "h800-1", "ascend-0", "ascend-1", "mlu-0")}),
+    # ---- the pod template's scheduling constraints (nodeSelector, required node affinity)
+    Scenario("a template's nodeSelector narrows the nodes: the gang skips free nodes it does not admit",
+             labelled(nodes("h800", 4), h800_2={"zone": "b"}, h800_3={"zone": "b"}), [wants(job("a", 2), **ZONE_B)],
+             placed={"a": one_each("h800-2", "h800-3")}),
+    Scenario("a required affinity that only the second preference satisfies takes it",
+             FAMILIES, [wants(job("a", 2, models=("H800", "A100")), affinity=required(
+                 {"key": "family", "operator": "In", "values": ["ampere"]}))],
+             placed={"a": one_each("a100-0", "a100-1")}),
+    Scenario("matchFields metadata.name NotIn keeps the gang off the named node",
+             nodes("h800", 2), [wants(job("a", 1), affinity={"nodeAffinity": {
+                 "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [
+                     {"key": "metadata.name", "operator": "NotIn", "values": ["h800-0"]}]}]}}})],
+             placed={"a": {"h800-1": 1}}),
+    Scenario("a nodeSelector no node of the job's models satisfies: NoNodeMatchesTemplate",
+             FAMILIES, [wants(job("a", 1, models=("H800", "A100")), nodeSelector={"zone": "mars"})],
+             placed={}, waiting={"a": "NoNodeMatchesTemplate"}),
+    Scenario("a node of another model that matches does not count",
+             labelled(nodes("h800", 2) + nodes("ascend", 2), ascend_0={"zone": "b"}),
+             [wants(job("a", 1), **ZONE_B)], placed={}, waiting={"a": "NoNodeMatchesTemplate"}),
+    Scenario("some nodes match, too few for the minimum: Unplaceable",
+             labelled(nodes("h800", 4), h800_3={"zone": "b"}), [wants(job("a", 2), **ZONE_B)],
+             placed={}, waiting={"a": "Unplaceable"}),
+    Scenario("the matching nodes are busy: the job reserves them and a job without constraint backfills the rest",
+             labelled(nodes("h800", 4), h800_2={"zone": "b"}, h800_3={"zone": "b"}),
+             [wants(job("a", 2), **ZONE_B), job("s", 1, minute=1)],
+             running=[running("x", ("h800-2", 8)), running("y", ("h800-3", 8))],
+             placed={"s": {"h800-0": 1}}, waiting={"a": "Reserved"}),
+    Scenario("a job no node admits holds no reservation: the next blocked job gets it",
+             nodes("h800", 2), [wants(job("a", 1), **ZONE_B), job("b", 1, minute=1)],
+             running=[running("x", ("h800-0", 8), ("h800-1", 8))],
+             placed={}, waiting={"a": "NoNodeMatchesTemplate", "b": "Reserved"}),
+    Scenario("Mixed uses only the admitted nodes of each family",
+             labelled(nodes("h800", 2) + nodes("ascend", 4), h800_0={"zone": "b"}, ascend_1={"zone": "b"},
+                      ascend_2={"zone": "b"}),
+             [wants(job("a", (2, 6), models=("Ascend910B", "H800"), mode=MIXED), **ZONE_B)],
+             placed={"a": one_each("h800-0", "ascend-1", "ascend-2")}),
+    Scenario("Required packing counts only admitted nodes in a block",
+             labelled(nodes("h800", 8), h800_0={"zone": "b"}, h800_1={"zone": "b"}, h800_6={"zone": "b"},
+                      h800_7={"zone": "b"}),
+             [wants(job("a", 3, packing=Packing.REQUIRED), **ZONE_B)], placed={}, waiting={"a": "Unplaceable"}),
+    Scenario("tainted nodes are skipped by a template that does not tolerate the taint",
+             tainted(nodes("h800", 4), "h800-0", "h800-1"), [job("a", 2)], placed={"a": one_each("h800-2", "h800-3")}),
+    Scenario("a template that tolerates the taint may use the tainted nodes",
+             tainted(nodes("h800", 2), "h800-0", "h800-1"), [wants(job("a", 2), **TOLERATES)],
+             placed={"a": one_each("h800-0", "h800-1")}),
+    Scenario("every node tainted and no toleration: NoNodeMatchesTemplate",
+             tainted(nodes("h800", 2), "h800-0", "h800-1"), [job("a", 1)], placed={},
+             waiting={"a": "NoNodeMatchesTemplate"}),
+    Scenario("a toleration with another value does not tolerate it",
+             tainted(nodes("h800", 2), "h800-0", "h800-1"), [wants(job("a", 1), tolerations=[
+                 {"key": "dedicated", "operator": "Equal", "value": "infra"}])], placed={},
+             waiting={"a": "NoNodeMatchesTemplate"}),
+    Scenario("a job without the toleration takes the untainted nodes, the one with it the tainted ones",
+             tainted(nodes("h800", 4), "h800-2", "h800-3"), [job("b", 2), wants(job("a", 2, minute=1), **TOLERATES)],
+             placed={"a": one_each("h800-2", "h800-3"), "b": one_each("h800-0", "h800-1")}),
 ]
 
 
@@ -194,6 +277,10 @@ RESIZES = [
     ResizeCase("nothing changes when nothing freed up",
                nodes("h800", 4), job("a", (2, 4)), 2,
                [running("a", ("h800-0", 8), ("h800-1", 8)), running("x", ("h800-2", 8), ("h800-3", 8))], size=2),
+    ResizeCase("growth only onto nodes the template admits",
+               labelled(nodes("h800", 4), h800_0={"zone": "b"}, h800_1={"zone": "b"}, h800_2={"zone": "b"}),
+               wants(job("a", (2, 4)), **ZONE_B), 2, [running("a", ("h800-0", 8), ("h800-1", 8))], size=3,
+               grow=True),
 ]
 
 
@@ -210,3 +297,31 @@ def test_fragmentation_counts_free_cards_off_whole_free_nodes() -> None:
     assert (frag.free_cards, frag.whole_free_nodes, frag.largest_free_block, frag.largest_gang_cards) == (
         20, 2, 8, 16)
     assert frag.percent == 20
+
+
+def test_no_node_matches_names_what_the_template_asks_and_the_pools_nodes_of_its_models() -> None:
+    plan = schedule(snapshot(FAMILIES, pending=[
+        wants(job("a", 1, models=("H800", "A100", "MLU590")), nodeSelector={"zone": "mars"})]))
+    assert plan.waiting[0].message == ("spec.workers.template.spec.nodeSelector {zone: mars} matches none of the "
+                                       "pool's 4 H800/A100 nodes")
+
+
+def test_too_few_matching_nodes_names_the_constraint() -> None:
+    plan = schedule(snapshot(labelled(nodes("h800", 4), h800_3={"zone": "b"}), pending=[wants(job("a", 2),
+                                                                                                **ZONE_B)]))
+    assert plan.waiting[0].message == ("needs 2 x 8 cards of H800: more than the 1 of the pool's 4 H800 nodes that "
+                                       "spec.workers.template.spec.nodeSelector {zone: b} admits can hold even "
+                                       "when empty")
+
+
+def test_a_constraint_is_evaluated_once_per_node_per_pass_however_many_jobs_share_it(monkeypatch) -> None:
+    calls = []
+    admits = Constraint.admits
+    monkeypatch.setattr(Constraint, "admits", lambda self, name, labels, taints=(): calls.append(name) or admits(
+        self, name, labels, taints))
+    pool = labelled(nodes("h800", 20), **{f"h800_{i}": {"zone": "b"} for i in range(0, 20, 2)})
+    pending = [wants(job(f"j{i}", 1, cards=1, minute=i), **ZONE_B) for i in range(50)]
+    pending += [wants(job(f"k{i}", 1, minute=i), nodeSelector={"zone": "c"}) for i in range(50)]
+    plan = schedule(snapshot(pool, pending=pending))
+    assert len(plan.admitted) == 50 and {w.reason for w in plan.waiting} == {"NoNodeMatchesTemplate"}
+    assert len(calls) == 2 * 20  # two distinct constraints, twenty nodes

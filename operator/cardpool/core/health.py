@@ -41,7 +41,7 @@ def classify(node: ObservedNode, resource: str, cards_per_node: int, policy: Hea
         if node.conditions.get(type_) == "True":
             return NodeHealth(False, False, "NodeCondition", f"node {node.name} has condition {type_}=True")
     fault_taints = set(ALWAYS_FAULT_TAINTS) | set(policy.fault_taints)
-    for key, effect in node.taints:
+    for key, effect, _value in node.taints:
         if key in fault_taints and (effect == "NoExecute" or key in policy.fault_taints):
             return NodeHealth(False, False, "NodeTaint", f"node {node.name} is tainted {key}:{effect}")
     if resource not in node.capacity:  # a new node, or a restarting kubelet: its device plugin is not in yet

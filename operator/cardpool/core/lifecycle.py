@@ -29,6 +29,7 @@ from cardpool.api.trainingjob import (
 
 from .checkpoints import Verdict, judge_checkpoints
 from .clock import Deadlines
+from .constraints import from_template
 from .events import Event
 from .failures import Failure, backoff, decide, first_failure
 from .health import LOST
@@ -155,7 +156,7 @@ def request(job: ObservedJob) -> JobRequest:
         max_workers=spec.workers.size.max, unit=spec.workers.size.unit, desired_workers=spec.workers.size.desired,
         accelerators=tuple(spec.placement.accelerators),
         mode=spec.placement.mode, packing=spec.placement.topology_packing, priority=spec.priority,
-        submitted=job.created)
+        submitted=job.created, constraint=from_template(spec.workers.template))
 
 
 def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, waiting: Waiting | None = None,

@@ -33,8 +33,8 @@ class ObservedNode:
     allocatable: dict[str, int]
     conditions: dict[str, str]
     """type -> "True" / "False" / "Unknown"."""
-    taints: tuple[tuple[str, str], ...] = ()
-    """(key, effect)."""
+    taints: tuple[tuple[str, str, str], ...] = ()
+    """(key, effect, value)."""
     unschedulable: bool = False
     drain: DrainRecord | None = None
     drain_requested: str | None = None

@@ -132,10 +132,11 @@ def _busy_to_host(block: _Block, n: int) -> int:
     return total
 
 
-def _slots(ledger: Ledger, model: str, cards: int, for_reservation: bool) -> list[_Slot]:
+def _slots(ledger: Ledger, model: str, cards: int, for_reservation: bool,
+           allowed: frozenset[str] | None) -> list[_Slot]:
     out = []
     for node in ledger.nodes_by_model.get(model, ()):
-        if not node.usable:
+        if not node.usable or (allowed is not None and node.name not in allowed):
             continue
         if for_reservation:
             # as if the pods on it had left (they all end some time): its cards minus other reservations;
@@ -193,13 +194,14 @@ def place(job: JobRequest, ledger: Ledger, throughput: dict[str, float] | None =
     order. Mixed: the largest size that fits the preferred models together, filled from the highest relative
     throughput down (ties by preference), so the effective throughput (cards x relative throughput) is the
     most the bounds allow; each worker on one model, the ranks of a model consecutive, and each model's
-    count a multiple of `unit`.
+    count a multiple of `unit`. Only nodes the job's pod template admits are used (core.constraints).
     `ceiling` caps the size (a running job that may not grow past its current size)."""
     cards = job.cards_per_worker
     models = [m for m in job.accelerators if m in ledger.nodes_by_model]
     if not models:
         return None
-    slots = {m: _slots(ledger, m, cards, for_reservation) for m in models}
+    allowed = ledger.snapshot.eligible(job.constraint)
+    slots = {m: _slots(ledger, m, cards, for_reservation, allowed) for m in models}
     if job.mode == Mode.MIXED and len(models) > 1:
         rate = throughput or {}
         order = sorted(models, key=lambda m: (-rate.get(m, 1.0), models.index(m)))

@@ -11,16 +11,17 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus, GroupStatus, HeldNode
+from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus, GroupStatus, HeldNode, NodeGroup
 from cardpool.api.conditions import Condition, set_condition
 from cardpool.api.trainingjob import Phase
 
 from .clock import Deadlines
+from .constraints import Taint, blocking, tolerations
 from .drain import Hold, Member, member_group, members
 from .lifecycle import MIGRATED, JobPlan, needs_placement, plan_job, request
 from .migrations import HOUR, TARGET_TIMEOUT, active_target, decide_defrag
 from .observed import ObservedBudget, ObservedJob, ObservedNode, ObservedPod
-from .queue import QueuePlan, queue_order, schedule
+from .queue import NEVER, QueuePlan, queue_order, schedule
 from .sizing import resize
 from .snapshot import Allocation, Group, Node, Snapshot, Worker
 
@@ -43,6 +44,11 @@ class PoolPlan:
 
 Foreign = Mapping[str, Mapping[str, int]]
 """node -> card resource -> cards held there by pods cardpool does not manage."""
+
+
+def group_taints(node: ObservedNode, group: NodeGroup) -> tuple[Taint, ...]:
+    """The node's taints that its group's tolerations leave for a job's template to tolerate."""
+    return blocking((Taint(k, v, e) for k, e, v in node.taints), tolerations([t.wire() for t in group.tolerations]))
 
 
 def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[ObservedJob], now: datetime,
@@ -71,7 +77,8 @@ def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[Obs
             capacity=node.capacity.get(resource, group.accelerator.cards_per_node),
             topology=tuple(node.labels.get(k, "") for k in group.topology_keys),
             healthy=health.healthy, schedulable=health.schedulable,
-            used_by_others=others.get(node.name, 0) + (taken.get(resource, 0) if taken else 0)))
+            used_by_others=others.get(node.name, 0) + (taken.get(resource, 0) if taken else 0),
+            labels=node.labels, taints=group_taints(node, group) if node.taints else ()))
     groups = tuple(Group(g.name, g.accelerator.model, g.accelerator.cards_per_node,
                          g.accelerator.relative_throughput) for g in spec.node_groups)
     known = {n.name: n for n in core_nodes}
@@ -259,7 +266,7 @@ def room_to_grow(snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob]) 
     in queue order, so two jobs never stop for the same room), with the size it would get. Growth never
     competes with waiting jobs: none when the queue admits or keeps waiting any job (those that cannot fit
     even an empty pool aside), or a job is between attempts (backing off, awaiting a save or its old pods)."""
-    if queue.admitted or any(w.reason != "Unplaceable" for w in queue.waiting):
+    if queue.admitted or any(w.reason not in NEVER for w in queue.waiting):
         return {}
     if any(j.status.phase == Phase.RESTARTING or (j.status.phase == Phase.QUEUED and j.status.attempt > 0)
            for j in jobs if not j.spec.suspend):

@@ -7,6 +7,9 @@ cardpool's jobs had left). Jobs behind it are backfilled only onto cards outside
 stream of small jobs can never take what the head job waits for, and backfill never delays it: the cards it
 waits on only become free, never taken. The reservation is recomputed from the snapshot on every pass (no
 hidden state); as running jobs in its block end, the same block only gets closer to fitting.
+
+Every placement, reservation and the "even on an empty pool" test use only the nodes a job's pod template
+admits (its nodeSelector, required node affinity and tolerations, core.constraints).
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from .constraints import TOLERATIONS
 from .fragmentation import GroupFragmentation, fragmentation
 from .placement import Ledger, Placement, place, throughputs
 from .snapshot import JobRequest, Snapshot
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NO_NODE_MATCHES = "NoNodeMatchesTemplate"
+NEVER = frozenset({"Unplaceable", NO_NODE_MATCHES})
+"""Reasons a job waits that no job ending will change: only an edit of the job or the pool will."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +33,8 @@ class Waiting:
     job: str
     reason: str
     """CamelCase: Reserved (holds the reservation), BehindReservation, Unplaceable (no listed model fits
-    even an empty pool), NoCapacity."""
+    even an empty pool), NoNodeMatchesTemplate (no node of its models satisfies the pod template's node
+    selector, required affinity or tolerations), NoCapacity."""
     message: str
 
 
@@ -69,9 +77,8 @@ def schedule(snapshot: Snapshot, first: str | None = None) -> QueuePlan:
                                        f"until running jobs there end"))
                 continue
         empty = empty or Ledger(snapshot, {})
-        if _reserve(job, empty, rates) is None:
-            waiting.append(Waiting(job.key, "Unplaceable", f"needs {need}: more than the pool's healthy "
-                                   f"nodes can hold even when empty"))
+        if (never := _never(job, empty, rates, need)) is not None:
+            waiting.append(never)
         elif reservation is not None:
             waiting.append(Waiting(job.key, "BehindReservation", f"needs {need}; waits behind {reservation.job}"))
         else:
@@ -83,3 +90,35 @@ def schedule(snapshot: Snapshot, first: str | None = None) -> QueuePlan:
 def _reserve(job: JobRequest, ledger: Ledger, rates: dict[str, float]) -> Placement | None:
     """Where `job` would start at its minimum size once cardpool's jobs left the cards it needs."""
     return place(replace(job, desired_workers=job.min_workers), ledger, rates, for_reservation=True)
+
+
+def _never(job: JobRequest, empty: Ledger, rates: dict[str, float], need: str) -> Waiting | None:
+    """Why `job` could not start even on the empty pool (`empty`), naming what of its template (node selector,
+    required affinity, tolerations) narrows its nodes when that is why; None when it could."""
+    if _reserve(job, empty, rates) is not None:
+        return None
+    allowed = empty.snapshot.eligible(job.constraint)
+    models = [m for m in dict.fromkeys(job.accelerators) if m in empty.nodes_by_model]
+    candidates = [n for m in models for n in empty.nodes_by_model.get(m, ())]
+    if allowed is None or not candidates:
+        return Waiting(job.key, "Unplaceable", f"needs {need}: more than the pool's healthy nodes can hold even "
+                                               f"when empty")
+    constraint = job.constraint
+    kind = f"{len(candidates)} {'/'.join(models)} node{'s' if len(candidates) != 1 else ''}"
+    selected = [n for n in candidates if constraint.selects(n.name, n.labels)]
+    matching = sum(1 for n in selected if n.name in allowed)
+    if not selected:
+        return Waiting(job.key, NO_NODE_MATCHES, f"{constraint} matches none of the pool's {kind}")
+    what = [str(constraint)] if constraint.narrows else []
+    if matching < len(selected):
+        what.append(TOLERATIONS)
+    if not matching:
+        taints = sorted({str(t) for n in selected for t in constraint.untolerated(n.taints)})
+        shown = ", ".join(taints[:4]) + (f" and {len(taints) - 4} more" if len(taints) > 4 else "")
+        where = f"{len(selected)} of the pool's {kind} that {constraint} selects" if constraint.narrows \
+            else f"pool's {kind}"
+        return Waiting(job.key, NO_NODE_MATCHES, f"each of the {where} has a taint that neither {TOLERATIONS} nor "
+                                                 f"its node group's tolerations tolerate: {shown}")
+    return Waiting(job.key, "Unplaceable", f"needs {need}: more than the {matching} of the pool's {kind} that "
+                                           f"{' and '.join(what)} admit{'s' if len(what) == 1 else ''} can hold "
+                                           f"even when empty")

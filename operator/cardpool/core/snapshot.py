@@ -6,11 +6,14 @@ Cards are counted per node: which physical cards a worker gets inside a node is 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from cardpool.api.trainingjob import PlacementMode as Mode
 from cardpool.api.trainingjob import TopologyPacking as Packing
+
+from .constraints import ANY, Constraint, Taint
 
 __all__ = ["Allocation", "Group", "JobRequest", "Mode", "Node", "Packing", "Snapshot", "Worker"]
 
@@ -32,6 +35,11 @@ class Node:
     """False when cordoned, draining or on probation."""
     used_by_others: int = 0
     """Cards held by pods cardpool does not own."""
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    """The node's labels, which a job's template may select on (core.constraints)."""
+    taints: tuple[Taint, ...] = ()
+    """Its taints that keep pods off it despite its group's tolerations: a job's template must tolerate them
+    (core.constraints.blocking)."""
 
     @property
     def usable(self) -> bool:
@@ -94,6 +102,8 @@ class JobRequest:
     packing: Packing = Packing.PREFERRED
     priority: int = 0
     submitted: datetime | None = None
+    constraint: Constraint = ANY
+    """What the pod template requires of a node (nodeSelector, required node affinity)."""
 
     @property
     def target(self) -> int:
@@ -116,9 +126,24 @@ class Snapshot:
     allocations: tuple[Allocation, ...] = ()
     pending: tuple[JobRequest, ...] = ()
     _by_name: dict[str, Node] = field(init=False, repr=False, compare=False)
+    _eligible: dict[Constraint, frozenset[str]] = field(init=False, repr=False, compare=False)
+    _tainted: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", {n.name: n for n in self.nodes})
+        object.__setattr__(self, "_eligible", {})
+        object.__setattr__(self, "_tainted", any(n.taints for n in self.nodes))
+
+    def eligible(self, constraint: Constraint) -> frozenset[str] | None:
+        """The nodes a job's template lets its pods onto; None: any node. Each distinct constraint is
+        evaluated once per snapshot, however many jobs share it and however often placement asks."""
+        if not constraint.narrows and not self._tainted:
+            return None
+        out = self._eligible.get(constraint)
+        if out is None:
+            out = self._eligible[constraint] = constraint.eligible((n.name, n.labels, n.taints)
+                                                                   for n in self.nodes)
+        return out
 
     def node(self, name: str) -> Node:
         return self._by_name[name]

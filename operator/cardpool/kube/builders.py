@@ -162,6 +162,27 @@ def service(job: ObservedJob, pool_name: str) -> dict:
                      "ports": [{"name": "coordinator", "port": COORDINATOR_PORT}]}}
 
 
+def pin_to_node(pod_spec: dict[str, Any], node: str) -> None:
+    """Require `node` on top of the template's own scheduling intent: the operator's matchFields term is
+    ANDed into each of the template's required terms (ORed among themselves), or is the only term when it
+    has none. Its nodeSelector, preferred terms, pod (anti-)affinity and tolerations stay as they are.
+    Placement only chose a node the template admits (core.constraints), so the pod can bind there."""
+    pin = {"key": "metadata.name", "operator": "In", "values": [node]}
+    affinity = pod_spec.get("affinity") or {}
+    node_affinity = affinity.get("nodeAffinity") or {}
+    required = node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+    if required is None:
+        terms = [{"matchFields": [pin]}]
+    else:  # the pin first: kube.observe reads a pod's node from its first metadata.name field.
+        # An empty term selects no node, and stays so: ANDed with the pin it would select this one.
+        terms = [{**term, "matchFields": [pin, *(term.get("matchFields") or [])]}
+                 if isinstance(term, dict) and (term.get("matchExpressions") or term.get("matchFields")) else term
+                 for term in required.get("nodeSelectorTerms") or []]
+    required = {**(required or {}), "nodeSelectorTerms": terms}
+    pod_spec["affinity"] = {**affinity, "nodeAffinity": {
+        **node_affinity, "requiredDuringSchedulingIgnoredDuringExecution": required}}
+
+
 def worker_pod(job: ObservedJob, pool_name: str, pool: CardPoolSpec, slot: RankSlot) -> dict:
     spec: TrainingJobSpec = job.spec
     group: NodeGroup | None = next((g for g in pool.node_groups if g.name == slot.group), None)
@@ -193,10 +214,8 @@ def worker_pod(job: ObservedJob, pool_name: str, pool: CardPoolSpec, slot: RankS
     pod_spec["subdomain"] = job.name
     if spec.checkpoint and "terminationGracePeriodSeconds" not in pod_spec:
         pod_spec["terminationGracePeriodSeconds"] = spec.checkpoint.graceful_save_seconds + GRACE_MARGIN_SECONDS
-    pod_spec["affinity"] = {**pod_spec.get("affinity", {}), "nodeAffinity": {
-        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [slot.node]}]}]}}}
-    tolerations = pod_spec.setdefault("tolerations", [])
+    pin_to_node(pod_spec, slot.node)
+    tolerations = pod_spec["tolerations"] = list(pod_spec.get("tolerations") or [])  # the template's first
     tolerations += [t.wire() for t in (group.tolerations if group else [])]
     tolerations += [{"key": key, "operator": "Exists", "effect": "NoExecute",
                      "tolerationSeconds": NODE_FAULT_TOLERATION_SECONDS}

@@ -55,7 +55,7 @@ def node(body: Mapping[str, Any]) -> ObservedNode:
         name=meta["name"], labels=dict(meta.get("labels") or {}),
         capacity=cards(status.get("capacity")), allocatable=cards(status.get("allocatable")),
         conditions={c["type"]: c["status"] for c in status.get("conditions") or []},
-        taints=tuple((t["key"], t.get("effect", "")) for t in spec.get("taints") or []),
+        taints=tuple((t["key"], t.get("effect", ""), t.get("value") or "") for t in spec.get("taints") or []),
         unschedulable=bool(spec.get("unschedulable")),
         drain=drain_record((meta.get("annotations") or {}).get(ANNOTATION_DRAIN), meta["name"]),
         drain_requested=(meta.get("annotations") or {}).get(ANNOTATION_DRAIN_REQUEST))
