@@ -28,6 +28,10 @@ def cardpool(kube: Kube, *args: str) -> subprocess.CompletedProcess:
                                                                             "PATH": "/usr/bin:/bin"})
 
 
+RUN: dict[str, Any] = {"capture_output": True, "text": True, "timeout": 60,
+                       "env": {"PYTHONPATH": str(REPO / "operator"), "PATH": "/usr/bin:/bin"}}
+
+
 def test_the_cli_shows_jobs_pools_and_a_jobs_story(kube: Kube, namespace: str, pool: str) -> None:
     name = submit(kube, namespace, pool, TORCH)
     wait_phase(kube, namespace, name, "Running")
@@ -119,3 +123,64 @@ def test_the_card_map_shows_a_running_job_in_the_terminal_and_as_an_svg(kube: Ku
     expected = tuple(int(cardmap.cell_color(letter)[i:i + 2], 16) for i in (1, 3, 5))
     assert all(png.getpixel(cardmap.cell_center(order.index(n), 0)) == expected for n in nodes)
     assert cardpool(kube, "map", pool).returncode == 0
+
+
+def test_cli_errors_name_their_object_and_options_go_anywhere(kube: Kube, quiet_operator: Any, namespace: str,
+                                                              pool: str) -> None:
+    # drain / undrain: the node named in every answer; an undrain with nothing to withdraw is refused
+    gone = cardpool(kube, "drain", "no-such-node")
+    assert (gone.returncode, gone.stderr) == (3, 'cardpool: node "no-such-node" not found\n')
+    gone = cardpool(kube, "undrain", "no-such-node")
+    assert (gone.returncode, gone.stderr) == (3, 'cardpool: node "no-such-node" not found\n')
+    node = next(n.metadata.name for n in kube.core.list_node(label_selector="cambricon.com/mlu.model=MLU590").items
+                if not (n.metadata.annotations or {}).get("cardpool.io/drain"))
+    never = cardpool(kube, "undrain", node)
+    assert (never.returncode, never.stdout) == (1, "")
+    assert never.stderr == f"cardpool: node {node}: no drain request to withdraw; the node is not drained\n"
+    assert "cardpool.io/drain-request" not in (kube.core.read_node(node).metadata.annotations or {})
+
+    # global options after the subcommand (and after its arguments), as kubectl takes them
+    name = submit(kube, namespace, pool, TORCH)
+    after = subprocess.run([sys.executable, "-m", "cardpool.cli.main", "jobs", "--pool", pool, "-o", "json",
+                            "-n", namespace, "--kubeconfig", str(kube.kubeconfig)], **RUN)
+    assert after.returncode == 0, after.stderr
+    assert [r["name"] for r in json.loads(after.stdout)] == [name]
+    story = cardpool(kube, "describe", "job", name, "-n", namespace, "-o", "json")
+    assert story.returncode == 0 and json.loads(story.stdout)["job"]["metadata"]["name"] == name
+    elsewhere = cardpool(kube, "describe", "job", name, "-n", f"{namespace}-x")
+    assert (elsewhere.returncode, elsewhere.stderr) == (
+        3, f'cardpool: trainingjob "{name}" not found in namespace "{namespace}-x"\n')
+
+    # --phase: the real phases, any case; anything else is bad usage that lists them
+    bad = cardpool(kube, "jobs", "-n", namespace, "--phase", "Runing")
+    assert bad.returncode == 2
+    assert "unknown phase 'Runing' (choose from Queued, Starting, Running, Restarting, Suspended, Succeeded, " \
+           "Failed)" in bad.stderr
+    empty = cardpool(kube, "jobs", "-n", namespace, "--phase", "failed")
+    assert (empty.returncode, empty.stdout) == (0, "")
+    assert empty.stderr == f'No jobs found in namespace "{namespace}" in phase Failed.\n'
+
+
+def test_output_into_a_reader_that_stops_early_ends_quietly(kube: Kube, namespace: str, pool: str) -> None:
+    import os
+    import shlex
+
+    name = submit(kube, namespace, pool, TORCH)
+    command = shlex.join([sys.executable, "-m", "cardpool.cli.main", "--kubeconfig", str(kube.kubeconfig),
+                          "-n", namespace])
+    # as a user pipes it: head takes the first line and leaves; the exit status of cardpool is that of a Unix
+    # tool (0 if it had written everything already, else 141 as for SIGPIPE), never an error message
+    for args, first in (("jobs", "NAMESPACE"), ("-o json jobs", "["), ("-o json --watch 0.2 jobs", "[")):
+        piped = subprocess.run(["bash", "-c", f"set -o pipefail; {command} {args} | head -1; "
+                                              f"echo \"exit ${{PIPESTATUS[0]}}\" >&2"], **RUN)
+        assert piped.stdout.startswith(first), piped
+        assert piped.stderr in ("exit 0\n", "exit 141\n"), piped.stderr  # no traceback, no "cannot reach"
+    assert piped.stderr == "exit 141\n"  # the watch went on writing after head left
+    # a reader gone before the first byte: always the broken pipe, 141, nothing said
+    for args in (["jobs"], ["-o", "yaml", "describe", "job", name], ["--help"]):
+        read, write = os.pipe()
+        os.close(read)
+        gone = subprocess.run([*shlex.split(command), *args], stdout=write, stderr=subprocess.PIPE, text=True,
+                              timeout=60, env=RUN["env"])
+        os.close(write)
+        assert (gone.returncode, gone.stderr) == (141, ""), (args, gone.stderr)

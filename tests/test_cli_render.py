@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from cardpool.cli import main as cli
 from cardpool.cli import render
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -80,27 +79,3 @@ def test_json_rows_carry_what_the_table_shows() -> None:
     assert render.job_row(JOB) == {"namespace": "demo", "name": "llama-sft", "pool": "mixed", "phase": "Running",
                                    "size": "3/4", "accelerator": "H800+Ascend910B", "attempt": 2, "restarts": 1,
                                    "checkpoint": 1200, "reason": "Running"}
-
-
-def test_bad_usage_exits_2_and_no_cluster_exits_1(tmp_path: Path, capsys) -> None:
-    assert cli.main(["describe", "pod", "x"]) == cli.USAGE
-    missing = tmp_path / "none"
-    assert cli.main(["--kubeconfig", str(missing), "jobs"]) == cli.API_ERROR
-    assert "cannot reach the cluster" in capsys.readouterr().err
-
-
-def test_watch_shows_again_until_interrupted(monkeypatch, capsys) -> None:
-    shown = []
-
-    def fake_show(args, core, custom, namespace, emit):
-        shown.append(args.command)
-        emit(args, {"n": len(shown)}, lambda: "view")
-        if len(shown) == 3:
-            raise KeyboardInterrupt
-        return cli.OK
-
-    monkeypatch.setattr(cli, "_show", fake_show)
-    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
-    args = cli._parser().parse_args(["-o", "json", "--watch", "0.1", "jobs"])
-    assert cli._run(args, None, None, "ns") == cli.OK
-    assert shown == ["jobs"] * 3 and capsys.readouterr().out.count('"n"') == 3

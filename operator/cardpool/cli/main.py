@@ -2,171 +2,304 @@
 drain requests.
 
 Follows kubectl's conventions: --kubeconfig (else $KUBECONFIG, else ~/.kube/config), --context,
--n/--namespace (else the context's namespace), -A/--all-namespaces, -o table|json|yaml.
-Exit codes: 0 shown, 1 the API could not be reached or refused, 2 bad usage, 3 not found.
+-n/--namespace (else the context's namespace), -A/--all-namespaces, -o table|json|yaml, before or after the
+subcommand. Every error names what it is about (the node, the job and its namespace, the pool, the file).
+Exit codes: 0 done (also a drain asked again: it is in effect), 1 failed (the API could not be reached or
+refused, the output could not be written, a request nothing would act on: a drain of a node no CardPool
+selects, an undrain with no drain request to withdraw), 2 bad usage, 3 not found; 141 when the reader of the
+output went away (`| head`), silently, as a Unix tool killed by SIGPIPE; 130 on Ctrl-C outside --watch.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import yaml
 from rich.console import Console
 from rich.live import Live
+from rich.text import Text
 
 from cardpool import __version__
-from cardpool.api.keys import ANNOTATION_DRAIN_REQUEST, GROUP, LABEL_MANAGED_BY, MANAGED_BY, VERSION
+from cardpool.api.keys import GROUP, LABEL_MANAGED_BY, MANAGED_BY, VERSION
 from cardpool.kube.observe import FOREIGN_POD_SELECTORS
 
-from . import cardmap, render
+from . import cardmap, drain, options, render
 
 OK, API_ERROR, USAGE, NOT_FOUND = 0, 1, 2, 3
+PIPE_CLOSED = 128 + signal.SIGPIPE  # what a shell reports for a tool SIGPIPE ended (`yes | head -1`)
+INTERRUPTED = 128 + signal.SIGINT
+CUSTOM_KINDS = ("trainingjob", "trainingjobs", "cardpool", "cardpools")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cardpool", description="cardpool: training jobs on accelerator pools")
-    parser.add_argument("--version", action="version", version=f"cardpool {__version__}")
-    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-    parser.add_argument("--context", help="kubeconfig context")
-    parser.add_argument("-n", "--namespace", help="namespace (default: the context's)")
-    parser.add_argument("-A", "--all-namespaces", action="store_true", help="jobs of every namespace")
-    parser.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
-    parser.add_argument("-w", "--watch", nargs="?", type=float, const=2.0, metavar="SECONDS",
-                        help="show again every SECONDS (default 2) until Ctrl-C: status, jobs, describe, pool, map")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("version", help="print the version")
-    sub.add_parser("status", help="pools and jobs at a glance")
-    jobs = sub.add_parser("jobs", help="TrainingJobs as a table")
-    jobs.add_argument("--pool", help="only jobs of this CardPool")
-    jobs.add_argument("--phase", help="only jobs in this phase (e.g. Running, Queued, Failed)")
-    describe = sub.add_parser("describe", help="a job's story: attempts, placement, conditions, events")
-    describe.add_argument("kind", choices=["job", "trainingjob", "tj"])
-    describe.add_argument("name")
-    pool = sub.add_parser("pool", help="a CardPool's capacity per group")
-    pool.add_argument("name")
-    card_map = sub.add_parser("map", help="a pool's card map: each node's cards, busy by job, free, unhealthy")
-    card_map.add_argument("name")
-    card_map.add_argument("--svg", metavar="FILE", help="also write the map as an SVG image")
-    drain = sub.add_parser("drain", help="ask the operator to drain a node (its jobs restart elsewhere)")
-    drain.add_argument("node")
-    drain.add_argument("--reason", default="", help="why, shown in the node's drain record and events")
-    undrain = sub.add_parser("undrain", help="withdraw a drain request; the operator returns the node")
-    undrain.add_argument("node")
-    return parser
+class Failure(Exception):
+    """What went wrong, in words that name its object; main prints it and exits with `code`."""
+
+    def __init__(self, message: str, code: int = API_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PipeClosed(Exception):
+    """The reader of stdout went away: not an error of the cluster nor of the command."""
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # rich's own exits 1; main decides (141, quietly)
+        self.quiet = True
+        raise PipeClosed
+
+
+@contextmanager
+def writing(what: str = "the output") -> Iterator[None]:
+    """Output errors are told apart from the cluster's: a closed pipe ends quietly, others name the target."""
+    try:
+        yield
+    except BrokenPipeError as exc:
+        raise PipeClosed from exc
+    except OSError as exc:
+        raise Failure(f"cannot write {what}: {exc.strerror or exc}") from exc
+
+
+def _server_message(exc: Exception) -> tuple[str, dict]:
+    try:
+        body = json.loads(getattr(exc, "body", None) or "{}")
+    except ValueError:
+        return "", {}
+    return (body.get("message") or "", body) if isinstance(body, dict) else ("", {})
+
+
+@contextmanager
+def about(kind: str, name: str | None = None, namespace: str | None = None, verb: str = "read") -> Iterator[None]:
+    """API refusals inside become a Failure naming the object: `kind "name"` (or the listed kind) and where."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        yield
+    except ApiException as exc:
+        message, body = _server_message(exc)
+        place = f' in namespace "{namespace}"' if namespace else ""
+        subject = f'{kind} "{name}"' if name else kind
+        if exc.status == 404 and name and (body.get("details") or {}).get("name") == name:
+            raise Failure(f"{subject} not found{place}", NOT_FOUND) from exc
+        if exc.status == 404:  # the resource itself is missing, not one object of it
+            hint = " (are cardpool's CRDs installed?)" if kind in CUSTOM_KINDS else ""
+            raise Failure(f"cannot {verb} {subject}{place}: the API server does not serve {kind}{hint}",
+                          NOT_FOUND if name else API_ERROR) from exc
+        said = f": {message}" if message else ""
+        raise Failure(f"cannot {verb} {subject}{place}: {exc.status} {exc.reason}{said}") from exc
+
+
+def _silence_stdout() -> None:
+    """After the reader left: what is still buffered goes nowhere, instead of failing again at exit."""
+    try:
+        stdout = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (a test's capture): nothing buffered below Python
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stdout)
+    os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = options.parse(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:
         return USAGE if exc.code not in (0, None) else OK
+    except BrokenPipeError:  # --help or --version into `head`
+        _silence_stdout()
+        return PIPE_CLOSED
+    try:
+        return _main(args)
+    except PipeClosed:
+        _silence_stdout()
+        return PIPE_CLOSED
+    except Failure as exc:
+        with contextlib.suppress(OSError):  # stderr closed too: the exit code still tells
+            print(f"cardpool: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return INTERRUPTED
+
+
+def _main(args: argparse.Namespace) -> int:
     if args.command in (None, "version"):
-        print(f"cardpool {__version__}")
+        with writing():
+            print(f"cardpool {__version__}", flush=True)
         return OK
+    import urllib3
     from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException
 
+    path = args.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    if args.kubeconfig and not os.path.exists(args.kubeconfig):
+        raise Failure(f"cannot use the kubeconfig {args.kubeconfig}: no such file")
     try:
         api = config.new_client_from_config(config_file=args.kubeconfig, context=args.context)
         _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
-        namespace = args.namespace or (active.get("context") or {}).get("namespace") or "default"
-        custom = client.CustomObjectsApi(api)
-        return _run(args, client.CoreV1Api(api), custom, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            print(f"cardpool: not found: {exc.reason}", file=sys.stderr)
-            return NOT_FOUND
-        print(f"cardpool: the API refused: {exc.status} {exc.reason}", file=sys.stderr)
-        return API_ERROR
-    except (config.ConfigException, OSError) as exc:
-        print(f"cardpool: cannot reach the cluster: {exc}", file=sys.stderr)
-        return API_ERROR
-    except Exception as exc:  # urllib3 connection errors and the like: say what failed, exit 1
-        print(f"cardpool: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return API_ERROR
+    except (config.ConfigException, OSError, ValueError) as exc:
+        context = f" (context {args.context})" if args.context else ""
+        raise Failure(f"cannot use the kubeconfig {path}{context}: {exc}") from exc
+    namespace = args.namespace or (active.get("context") or {}).get("namespace") or "default"
+    host = api.configuration.host
+    try:
+        return _run(args, client.CoreV1Api(api), client.CustomObjectsApi(api), namespace)
+    except urllib3.exceptions.HTTPError as exc:
+        reason = str(getattr(exc, "reason", None) or exc)
+        if reason.startswith("<"):  # "<urllib3.connection.HTTPSConnection object at 0x..>: Failed to ..."
+            reason = reason.split(": ", 1)[-1]
+        raise Failure(f"cannot reach the cluster at {host}: {reason}") from exc
+    except ApiException as exc:  # a call outside `about`: still no traceback
+        raise Failure(f"the API refused: {exc.status} {exc.reason}: {_server_message(exc)[0]}") from exc
+
+
+Emit = Callable[..., None]
+
+
+def _emit(args: argparse.Namespace, data: object, view: Callable[[], object], note: str | None = None) -> None:
+    """`note`: said instead of an empty table, on stderr as kubectl's "No resources found"."""
+    with writing():
+        if args.output == "json":
+            print(json.dumps(data, indent=2, sort_keys=True, default=str))
+        elif args.output == "yaml":
+            print(yaml.safe_dump(data, sort_keys=True), end="")
+        elif note is not None:
+            print(note, file=sys.stderr)
+        else:
+            # piped into a script or a file: whole lines, as kubectl prints them, never cut to 80 columns
+            width = None if sys.stdout.isatty() else 400
+            _Console(highlight=False, width=width).print(view())
+        sys.stdout.flush()
+
+
+def _run(args: argparse.Namespace, core, custom, namespace: str) -> int:
+    if not args.watch:
+        return _show(args, core, custom, namespace, _emit)
+    try:
+        # a stream of documents (like kubectl get -w -o json), or of tables when the output is not a terminal
+        if args.output != "table" or not sys.stdout.isatty():
+            while True:
+                _show(args, core, custom, namespace, _emit)
+                time.sleep(args.watch)
+        with Live(console=_Console(highlight=False), auto_refresh=False) as live:
+            def update(_args: argparse.Namespace, _data: object, view: Callable[[], object],
+                       note: str | None = None) -> None:
+                with writing():
+                    live.update(view() if note is None else Text(note), refresh=True)
+
+            while True:
+                _show(args, core, custom, namespace, update)
+                time.sleep(args.watch)
+    except KeyboardInterrupt:
+        return OK
 
 
 def _jobs(custom, args: argparse.Namespace, namespace: str) -> list[dict]:
     if args.all_namespaces:
-        items = custom.list_cluster_custom_object(GROUP, VERSION, "trainingjobs")["items"]
+        with about("trainingjobs", verb="list"):
+            items = custom.list_cluster_custom_object(GROUP, VERSION, "trainingjobs")["items"]
     else:
-        items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs")["items"]
+        with about("trainingjobs", namespace=namespace, verb="list"):
+            items = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs")["items"]
     pool, phase = getattr(args, "pool", None), getattr(args, "phase", None)
     return sorted((j for j in items if (pool is None or j["spec"]["pool"] == pool)
                    and (phase is None or ((j.get("status") or {}).get("phase") or "Queued") == phase)),
                   key=lambda j: (j["metadata"]["namespace"], j["metadata"]["name"]))
 
 
-def _emit(args: argparse.Namespace, data: object, view) -> None:
-    if args.output == "json":
-        print(json.dumps(data, indent=2, sort_keys=True, default=str))
-    elif args.output == "yaml":
-        print(yaml.safe_dump(data, sort_keys=True), end="")
-    else:
-        # piped into a script or a file: whole lines, as kubectl prints them, never cut to 80 columns
-        width = None if sys.stdout.isatty() else 400
-        Console(highlight=False, width=width).print(view())
+def _no_jobs(custom, args: argparse.Namespace, namespace: str) -> str:
+    """What an empty `jobs` table says instead: where it looked, with which filters, and whether the pool
+    asked for exists (a typo'd --pool or -n would otherwise look like an idle cluster)."""
+    from kubernetes.client.exceptions import ApiException
+
+    where = "in any namespace" if args.all_namespaces else f'in namespace "{namespace}"'
+    filters = [f"of pool {args.pool}"] if args.pool else []
+    filters += [f"in phase {args.phase}"] if args.phase else []
+    note = f"No jobs found {where}{' ' + ' '.join(filters) if filters else ''}."
+    if args.pool:
+        try:
+            custom.get_cluster_custom_object(GROUP, VERSION, "cardpools", args.pool)
+        except ApiException as exc:
+            if exc.status == 404:
+                note += f' There is no CardPool "{args.pool}".'
+    return note
 
 
-def _run(args: argparse.Namespace, core, custom, namespace: str) -> int:
-    if not args.watch or args.command in ("drain", "undrain"):
-        return _show(args, core, custom, namespace, _emit)
-    try:
-        if args.output != "table":  # a stream of documents, like kubectl get -w -o json
-            while True:
-                _show(args, core, custom, namespace, _emit)
-                time.sleep(args.watch)
-        with Live(console=Console(highlight=False), auto_refresh=False) as live:
-            while True:
-                _show(args, core, custom, namespace, lambda _a, _d, view: live.update(view(), refresh=True))
-                time.sleep(args.watch)
-    except KeyboardInterrupt:
-        return OK
-
-
-def _show(args: argparse.Namespace, core, custom, namespace: str, emit) -> int:
+def _show(args: argparse.Namespace, core, custom, namespace: str, emit: Emit) -> int:
     """Read what the command shows and hand it to `emit` (print once, or update a live view)."""
     if args.command == "jobs":
         jobs = _jobs(custom, args, namespace)
-        emit(args, [render.job_row(j) for j in jobs], lambda: render.jobs_table(jobs))
+        note = _no_jobs(custom, args, namespace) if not jobs and args.output == "table" else None
+        emit(args, [render.job_row(j) for j in jobs], lambda: render.jobs_table(jobs), note)
     elif args.command == "status":
-        pools = custom.list_cluster_custom_object(GROUP, VERSION, "cardpools")["items"]
+        with about("cardpools", verb="list"):
+            pools = custom.list_cluster_custom_object(GROUP, VERSION, "cardpools")["items"]
         jobs = _jobs(custom, args, namespace)
         emit(args, {"pools": [{"name": p["metadata"]["name"], **(p.get("status") or {})} for p in pools],
                      "jobs": [render.job_row(j) for j in jobs]}, lambda: render.status_view(pools, jobs))
     elif args.command == "pool":
-        pool = custom.get_cluster_custom_object(GROUP, VERSION, "cardpools", args.name)
+        with about("cardpool", args.name):
+            pool = custom.get_cluster_custom_object(GROUP, VERSION, "cardpools", args.name)
         emit(args, {"name": args.name, **(pool.get("status") or {})}, lambda: render.pool_table(pool))
     elif args.command == "map":
+        _map(args, core, custom, emit)
+    elif args.command in ("drain", "undrain"):
+        _drain(args, core, custom)
+    elif args.command == "describe":
+        with about("trainingjob", args.name, namespace):
+            job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs", args.name)
+        with about("events", namespace=namespace, verb="list"):
+            events = [core.api_client.sanitize_for_serialization(e) for e in core.list_namespaced_event(
+                namespace, field_selector=f"involvedObject.name={args.name},involvedObject.kind=TrainingJob").items]
+        emit(args, {"job": job, "events": events}, lambda: render.describe_job(job, events))
+    return OK
+
+
+def _map(args: argparse.Namespace, core, custom, emit: Emit) -> None:
+    with about("cardpool", args.name):
         pool = custom.get_cluster_custom_object(GROUP, VERSION, "cardpools", args.name)
-        sanitize = core.api_client.sanitize_for_serialization
+    sanitize = core.api_client.sanitize_for_serialization
+    with about("nodes", verb="list"):
         nodes = [sanitize(n) for n in core.list_node().items]
+    with about("pods", verb="list"):
         pods = [sanitize(p) for p in core.list_pod_for_all_namespaces(
             label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}").items]
         others, bound_and_live = FOREIGN_POD_SELECTORS  # cards held by other workloads show as such
         pods += [sanitize(p) for p in core.list_pod_for_all_namespaces(label_selector=others,
                                                                        field_selector=bound_and_live).items]
-        built = cardmap.build(pool, nodes, pods)
-        if args.svg:
-            with open(args.svg, "w") as f:
-                f.write(cardmap.svg(built))
-        emit(args, {"pool": built.pool, "jobs": built.jobs,
-                     "nodes": [{"group": r.group, "node": r.node, "cells": "".join(r.cells)} for r in built.nodes]},
-              lambda: cardmap.terminal(built))
-    elif args.command in ("drain", "undrain"):
-        # the operator's own mechanism: a request on the node that its drain pass acts on (one writer)
-        request = (args.reason or "requested with cardpool drain") if args.command == "drain" else None
-        core.patch_node(args.node, {"metadata": {"annotations": {ANNOTATION_DRAIN_REQUEST: request}}})
-        print(f"node {args.node}: drain {'requested' if request else 'request withdrawn'}")
-    elif args.command == "describe":
-        job = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs", args.name)
-        events = [core.api_client.sanitize_for_serialization(e) for e in core.list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={args.name},involvedObject.kind=TrainingJob").items]
-        emit(args, {"job": job, "events": events}, lambda: render.describe_job(job, events))
-    return OK
+    built = cardmap.build(pool, nodes, pods)
+    if args.svg:
+        with writing(f"the SVG file {args.svg}"), open(args.svg, "w") as f:
+            f.write(cardmap.svg(built))
+    emit(args, {"pool": built.pool, "jobs": built.jobs,
+                 "nodes": [{"group": r.group, "node": r.node, "cells": "".join(r.cells)} for r in built.nodes]},
+         lambda: cardmap.terminal(built))
+
+
+def _drain(args: argparse.Namespace, core, custom) -> None:
+    """The operator's own mechanism: a request on the node that its drain pass acts on (one writer)."""
+    with about("node", args.node):
+        node = core.api_client.sanitize_for_serialization(core.read_node(args.node))
+    if args.command == "drain":
+        with about("cardpools", verb="list"):
+            pools = custom.list_cluster_custom_object(GROUP, VERSION, "cardpools")["items"]
+        outcome = drain.drain(node, pools, args.reason)
+    else:
+        outcome = drain.undrain(node)
+    if outcome.failed:
+        raise Failure(outcome.message)
+    if outcome.annotations is not None:
+        with about("node", args.node, verb="patch"):
+            core.patch_node(args.node, {"metadata": {"annotations": outcome.annotations}})
+    with writing():
+        print(outcome.message, flush=True)
 
 
 if __name__ == "__main__":
