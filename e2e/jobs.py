@@ -1,6 +1,6 @@
 """Helpers of the operator tests: a CardPool per test over the small fleet, submitting example jobs, waiting
-for phases and attempts (with deadlines), reading pods and their env, reporting checkpoints as rank 0 does,
-and reading a node's drain."""
+for phases and attempts (with deadlines), reading pods and their env, reporting progress and checkpoints as
+rank 0 does (through cardpool.runtime), reading a Checkpoint's verdict, and reading a node's drain."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from cardpool.api.keys import ANNOTATION_DRAIN, GROUP, LABEL_JOB, TAINT_DRAIN, VERSION
-from cardpool.runtime import Contract, Saved, report_checkpoint
+from cardpool.runtime import Contract, ProgressReporter, Saved, report_checkpoint
+from cardpool.runtime.progress import pod_writer
 from localkube.testing import Kube
 from localkube.waiting import NotYet, wait_for
 from manifests import edit, example
@@ -120,13 +121,34 @@ def wait_attempt(kube: Kube, namespace: str, job: str, attempt: int, phase: str 
     return wait_for(f"TrainingJob {namespace}/{job} attempt {attempt} to be {phase}", check, timeout=timeout)
 
 
-def checkpoint(kube: Kube, namespace: str, job: str, attempt: int, step: int, world_size: int) -> None:
-    """Report a checkpoint as rank 0 would, and wait until the operator has recorded it."""
+def rank0(kube: Kube, namespace: str, job: str, attempt: int, world_size: int = 32) -> Contract:
+    """The env contract rank 0 of `attempt` reads in its pod (CARDPOOL_POD names that pod)."""
     body = get_job(kube, namespace, job)
-    contract = Contract.from_env({"CARDPOOL_JOB": job, "CARDPOOL_NAMESPACE": namespace,
-                                  "CARDPOOL_ATTEMPT": str(attempt), "CARDPOOL_RANK": "0", "CARDPOOL_WORKERS": "1",
-                                  "CARDPOOL_CARDS_PER_WORKER": "8", "CARDPOOL_WORLD_SIZE": str(world_size),
-                                  "CARDPOOL_JOB_UID": body["metadata"]["uid"]})
+    return Contract.from_env({"CARDPOOL_JOB": job, "CARDPOOL_NAMESPACE": namespace,
+                              "CARDPOOL_ATTEMPT": str(attempt), "CARDPOOL_RANK": "0", "CARDPOOL_WORKERS": "1",
+                              "CARDPOOL_CARDS_PER_WORKER": "8", "CARDPOOL_WORLD_SIZE": str(world_size),
+                              "CARDPOOL_JOB_UID": body["metadata"]["uid"], "CARDPOOL_POD": f"{job}-a{attempt}-0"})
+
+
+def report_progress(kube: Kube, namespace: str, job: str, attempt: int, step: int) -> None:
+    """rank 0 of `attempt` reports `step` (ProgressReporter's annotation on its pod), and the operator took it."""
+    assert ProgressReporter(rank0(kube, namespace, job, attempt), 0, pod_writer(kube.api)).report(step)
+
+    def taken() -> bool:
+        progress = (get_job(kube, namespace, job).get("status") or {}).get("progress") or {}
+        if (progress.get("attempt"), progress.get("step")) != (attempt, step):
+            raise NotYet(f"progress {progress}")
+        return True
+
+    wait_for(f"progress step {step} of {job} to be taken", taken, timeout=TIMEOUT)
+
+
+def checkpoint(kube: Kube, namespace: str, job: str, attempt: int, step: int, world_size: int) -> None:
+    """Report a checkpoint as rank 0 would (cardpool.runtime reports the saved step as progress on its pod,
+    then creates the Checkpoint, owned by the job), and wait until the operator has recorded it. On KWOK a
+    stopped attempt's pods are gone at once, so a graceful save reported afterwards has no pod to report its
+    progress on (a real pod exists until its trainer has saved): the operator takes such a save unbounded."""
+    contract = rank0(kube, namespace, job, attempt, world_size)
     report_checkpoint(contract, Saved(step, f"s3://ckpt/{job}/{step}", world_size, None), kube.api)
 
     def recorded() -> bool:
@@ -136,3 +158,17 @@ def checkpoint(kube: Kube, namespace: str, job: str, attempt: int, step: int, wo
         return True
 
     wait_for(f"checkpoint step {step} of {job} to be recorded", recorded, timeout=TIMEOUT)
+
+
+def verdict(kube: Kube, namespace: str, name: str, timeout: float = TIMEOUT) -> tuple[str, str, str]:
+    """The Checkpoint's Accepted condition (status, reason, message), once the operator has judged it."""
+    def judged() -> tuple[str, str, str]:
+        obj = client.CustomObjectsApi(kube.api).get_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                                             "checkpoints", name)
+        accepted = next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == "Accepted"),
+                        None)
+        if accepted is None:
+            raise NotYet("not judged yet")
+        return accepted["status"], accepted["reason"], accepted.get("message", "")
+
+    return wait_for(f"Checkpoint {namespace}/{name} to be judged", judged, timeout=timeout)
