@@ -68,6 +68,9 @@ class Invalid:
 
 JOB, POOL, CKPT = "job-pytorch-homogeneous.yaml", "pool-mixed-vendor.yaml", "checkpoint"
 W = "spec.workers"
+T = f"{W}.template.spec"
+C = f"{T}.containers"
+TRAINER = example(JOB)["spec"]["workers"]["template"]["spec"]["containers"][0]
 INVALID = [
     # ---- TrainingJob: sizes
     Invalid("size-min-above-max", JOB, {f"{W}.size": {"min": 8, "max": 4}},
@@ -104,6 +107,89 @@ INVALID = [
     Invalid("override-bad-env-name", JOB, {f"{W}.overrides": [{"accelerator": "H800",
                                                                 "env": [{"name": "1 BAD", "value": "x"}]}]},
             ["spec.workers.overrides[0].env[0].name", "should match"]),
+    # ---- TrainingJob: what core/v1 would refuse on pod create, refused at admission instead (issue 14, class 1)
+    # container names are DNS-1123 labels
+    Invalid("container-name-uppercase", JOB, {f"{C}.0.name": "Trainer"}, [f"{C}[0].name", "should match"]),
+    Invalid("container-name-underscore", JOB, {C: [TRAINER, {"name": "log_shipper", "image": "busybox"}]},
+            [f"{C}[1].name", "should match"]),
+    Invalid("container-name-too-long", JOB, {f"{C}.0.name": "t" * 64}, [f"{C}[0].name", "may not be more than 63"]),
+    Invalid("init-container-name-dotted", JOB, {f"{T}.initContainers": [{"name": "fetch.data", "image": "busybox"}]},
+            [f"{T}.initContainers[0].name", "should match"]),
+    # every container has an image; the trainer's may come from the overrides, one per accelerator
+    Invalid("trainer-without-image", JOB, {f"{C}.0.image": DELETE},
+            [f"{C}[0].image (the trainer's) must be set unless spec.workers.overrides[] gives an image"]),
+    Invalid("trainer-image-for-one-accelerator-of-two", JOB, {
+        f"{C}.0.image": DELETE, f"{W}.overrides": [{"accelerator": "H800", "image": "r.example.com/t:cuda"}]},
+            [f"{C}[0].image (the trainer's) must be set unless"]),
+    Invalid("sidecar-without-image", JOB, {C: [TRAINER, {"name": "sidecar"}]},
+            [f"{C}[].image must be set for every container but the trainer"]),
+    Invalid("init-container-without-image", JOB, {f"{T}.initContainers": [{"name": "fetch"}]},
+            [f"{T}.initContainers[0].image", "initContainers[].image must be set: no one fills it in"]),
+    Invalid("image-with-space", JOB, {f"{C}.0.image": "r.example.com/t: cuda12"}, [f"{C}[0].image", "should match"]),
+    # names unique among the pod's containers and volumes
+    Invalid("duplicate-container-name", JOB, {C: [TRAINER, {"name": "trainer", "image": "busybox"}]},
+            [f"{C}[1]", "Duplicate value"]),
+    Invalid("init-container-named-like-a-container", JOB, {
+        f"{T}.initContainers": [{"name": "trainer", "image": "busybox"}]},
+            [f"{T}.initContainers", "initContainers[].name must differ from every container's name"]),
+    Invalid("duplicate-volume-name", JOB, {f"{T}.volumes": [{"name": "data", "emptyDir": {}},
+                                                            {"name": "data", "emptyDir": {}}]},
+            [f"{T}.volumes[1]", "Duplicate value"]),
+    # quantities parse and are not negative, in the template and in the overrides
+    Invalid("template-quantity-with-space", JOB, {f"{C}.0.resources.requests.memory": "256 Gi"},
+            [f"{C}[0].resources.requests.memory", "should match"]),
+    Invalid("template-quantity-unit-gb", JOB, {f"{C}.0.resources.limits": {"memory": "256GB"}},
+            [f"{C}[0].resources.limits.memory", "should match"]),
+    Invalid("template-quantity-negative", JOB, {f"{C}.0.resources.requests.cpu": "-4"},
+            [f"{C}[0].resources.requests.cpu", "should match"]),
+    Invalid("init-container-quantity-word", JOB, {f"{T}.initContainers": [
+        {"name": "fetch", "image": "busybox", "resources": {"limits": {"cpu": "lots"}}}]},
+            [f"{T}.initContainers[0].resources.limits.cpu", "should match"]),
+    Invalid("override-quantity-word", JOB, {f"{W}.overrides": [{"accelerator": "H800",
+                                                                 "resources": {"limits": {"memory": "lots"}}}]},
+            [f"{W}.overrides[0].resources.limits.memory", "should match"]),
+    Invalid("override-quantity-negative", JOB, {f"{W}.overrides": [{"accelerator": "A100",
+                                                                     "resources": {"requests": {"cpu": "-1"}}}]},
+            [f"{W}.overrides[0].resources.requests.cpu", "should match"]),
+    # the operator's own volume and the trainer's mount of it
+    Invalid("volume-named-cardpool", JOB, {f"{T}.volumes": [{"name": "cardpool", "emptyDir": {}}]},
+            [f"{T}.volumes[0].name", "volumes[].name must not be cardpool: cardpool adds a volume"]),
+    Invalid("trainer-mount-at-config", JOB, {f"{T}.volumes": [{"name": "cfg", "emptyDir": {}}],
+                                             f"{C}.0.volumeMounts": [{"name": "cfg", "mountPath": "/etc/cardpool"}]},
+            [f"{C}[0].volumeMounts[].mountPath (the trainer's) must not be /etc/cardpool or below it"]),
+    Invalid("trainer-mount-with-slash", JOB, {f"{T}.volumes": [{"name": "cfg", "emptyDir": {}}],
+                                              f"{C}.0.volumeMounts": [{"name": "cfg", "mountPath": "/etc/cardpool/"}]},
+            [f"{C}[0].volumeMounts[].mountPath (the trainer's) must not be"]),
+    Invalid("trainer-mount-below-config", JOB, {f"{T}.volumes": [{"name": "cfg", "emptyDir": {}}],
+                                                f"{C}.0.volumeMounts": [{"name": "cfg",
+                                                                         "mountPath": "/etc/cardpool/extra"}]},
+            [f"{C}[0].volumeMounts[].mountPath (the trainer's) must not be"]),
+    # tolerations as core/v1 takes them
+    Invalid("template-toleration-exists-with-value", JOB, {f"{T}.tolerations": [
+        {"key": "dedicated", "operator": "Exists", "value": "training"}]},
+            [f"{T}.tolerations[0].value", "tolerations[].value must be empty when operator is Exists"]),
+    Invalid("template-toleration-empty-key-equal", JOB, {f"{T}.tolerations": [{"operator": "Equal", "value": "x"}]},
+            [f"{T}.tolerations[0].operator", "tolerations[].operator must be Exists when key is empty"]),
+    Invalid("template-toleration-bad-value", JOB, {f"{T}.tolerations": [{"key": "k", "value": "a b"}]},
+            [f"{T}.tolerations[0].value", "should match"]),
+    Invalid("template-ephemeral-containers", JOB, {f"{T}.ephemeralContainers": [{"name": "dbg", "image": "busybox"}]},
+            [f"{T}.ephemeralContainers must not be set"]),
+    # fields the pod types do not have (a typo) are refused, naming them, not dropped
+    Invalid("template-typo-comand", JOB, {f"{C}.0.comand": ["python"]}, [f'unknown field "{C}[0].comand"']),
+    Invalid("template-typo-resource-limit", JOB, {f"{C}.0.resources.limit": {"cpu": "1"}},
+            [f'unknown field "{C}[0].resources.limit"']),
+    Invalid("template-typo-node-selector", JOB, {f"{T}.nodeselector": {"a": "b"}},
+            [f'unknown field "{T}.nodeselector"']),
+    Invalid("template-wrong-type", JOB, {f"{C}.0.command": "torchrun train.py"},
+            [f"{C}[0].command", "must be of type array"]),
+    # the job's name is its headless Service's: a DNS-1035 label
+    Invalid("name-with-dot", JOB, {"metadata.name": "llama.sft"}, ["metadata.name must be a DNS-1035 label"]),
+    Invalid("name-starting-with-digit", JOB, {"metadata.name": "7b-sft"}, ["metadata.name must be a DNS-1035 label"]),
+    # each rank needs a sample
+    Invalid("batch-below-max-size", JOB, {f"{W}.globalBatchSize": 3},
+            ["spec.workers.globalBatchSize must be at least spec.workers.size.max"]),
+    Invalid("batch-below-elastic-max", JOB, {f"{W}.size": {"min": 2, "max": 64}, f"{W}.globalBatchSize": 32},
+            ["spec.workers.globalBatchSize must be at least spec.workers.size.max"]),
     # ---- TrainingJob: placement
     Invalid("no-accelerators", JOB, {"spec.placement.accelerators": []},
             ["spec.placement.accelerators", "at least 1 items"]),
@@ -163,6 +249,13 @@ INVALID = [
             ["spec.nodeGroups[0].topologyKeys[0]", "should match"]),
     Invalid("pool-drain-cap-zero", POOL, {"spec.health.maxDrainedPercent": 0},
             ["spec.health.maxDrainedPercent", "greater than or equal to 1"]),
+    Invalid("pool-toleration-exists-with-value", POOL, {"spec.nodeGroups.0.tolerations": [
+        {"key": "dedicated", "operator": "Exists", "value": "training"}]},
+            ["spec.nodeGroups[0].tolerations[0].value", "tolerations[].value must be empty when operator"]),
+    Invalid("pool-toleration-empty-key-equal", POOL, {"spec.nodeGroups.0.tolerations": [{"value": "x"}]},
+            ["spec.nodeGroups[0].tolerations[0].operator", "nodeGroups[].tolerations[].operator must be Exists when"]),
+    Invalid("pool-toleration-bad-value", POOL, {"spec.nodeGroups.0.tolerations": [{"key": "k", "value": "-x"}]},
+            ["spec.nodeGroups[0].tolerations[0].value", "should match"]),
     Invalid("pool-concurrency-above-budget", POOL, {"spec.defragmentation.maxMigrationsPerHour": 1,
                                                     "spec.defragmentation.maxConcurrentMigrations": 2},
             ["spec.defragmentation.maxConcurrentMigrations", "must not exceed maxMigrationsPerHour"]),
@@ -387,3 +480,74 @@ def test_pool_and_cards_per_worker_are_immutable(kube: Kube, crds: list[str], na
     # other fields still change, e.g. the desired size
     client.CustomObjectsApi(kube.api).patch_namespaced_custom_object(
         GROUP, VERSION, namespace, "trainingjobs", job["metadata"]["name"], {"spec": {"priority": 5}})
+
+
+def test_templates_at_the_edge_of_the_pod_rules_are_accepted(kube: Kube, crds: list[str], namespace: str) -> None:
+    """What the pod-template rules must not refuse: each is one step from a refused case above."""
+    base = edit(example(JOB), {"spec.pool": f"{namespace}-absent"})  # no pool: the accelerator policy stays out
+    full = {**TRAINER, "ports": [{"containerPort": 29500, "name": "rdzv"}],
+            "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+            "livenessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 30},
+            "securityContext": {"runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+            "resources": {"requests": {"cpu": 32, "memory": "1.5Gi", "ephemeral-storage": "+10G"},
+                          "limits": {"cpu": "32000m", "memory": "2e9"}},
+            "volumeMounts": [{"name": "data", "mountPath": "/etc/cardpool-data"},
+                             {"name": "data", "mountPath": "/etc", "subPath": "x"}]}
+    sidecar = {"name": "sidecar", "image": "busybox", "volumeMounts": [{"name": "data", "mountPath": "/etc/cardpool"}]}
+    edges = {
+        "a full container, a sidecar mounting the trainer's path, volumes near cardpool's name": {
+            C: [full, sidecar], f"{T}.volumes": [{"name": "data", "emptyDir": {}},
+                                                  {"name": "cardpool-data", "emptyDir": {}}],
+            f"{T}.initContainers": [{"name": "fetch", "image": "busybox", "restartPolicy": "Always"}]},
+        "the trainer's image from an override for every accelerator": {
+            f"{C}.0.image": DELETE, f"{W}.overrides": [{"accelerator": "H800", "image": "r.example.com/t:cuda"},
+                                                       {"accelerator": "A100", "image": "r.example.com/t:cuda"}]},
+        "tolerations Exists without a value, with and without a key": {
+            f"{T}.tolerations": [{"operator": "Exists"}, {"key": "dedicated", "operator": "Exists",
+                                                           "effect": "NoSchedule"},
+                                 {"key": "dedicated", "value": "training"}]},
+        "a batch of exactly one sample per rank, a name with a dash and digits": {
+            "metadata.name": "llama-7b-sft2", f"{W}.globalBatchSize": 4},
+        "as many containers as the bound allows": {
+            C: [TRAINER, *({"name": f"c{i}", "image": "busybox"} for i in range(63))]},
+    }
+    for what, changes in edges.items():
+        try:
+            create(kube, edit(base, changes), namespace)
+        except ApiException as exc:
+            raise AssertionError(f"{what}: refused: {json.loads(exc.body)['message']}") from None
+    pool = edit(example(POOL), {"metadata.name": f"{namespace}-pool", "spec.nodeGroups.0.tolerations": [
+        {"operator": "Exists"}, {"key": "dedicated", "operator": "Exists"}, {"key": "dedicated", "value": "x"}]})
+    create(kube, pool, namespace)
+
+
+@pytest.mark.parametrize(("mode", "expect"), [
+    ([], [f'unknown field "{C}[0].comand"', f'unknown field "{T}.nodeSelecter"']),
+    (["--server-side"], [f'.{C}[name="trainer"].comand: field not declared in schema',
+                         f".{T}.nodeSelecter: field not declared in schema"]),
+], ids=["client-side", "server-side"])
+def test_kubectl_apply_refuses_a_typo_in_the_template_naming_it(kube: Kube, crds: list[str], namespace: str,
+                                                                mode: list[str], expect: list[str]) -> None:
+    # kubectl asks for strict field validation by default: an unknown field is an error naming it, not a warning
+    # while the server drops the field and the job runs without it
+    job = edit(example(JOB), {f"{C}.0.comand": ["python", "train.py"], f"{T}.nodeSelecter": {"a": "b"}})
+    refused = kube.run("apply", *mode, "-n", namespace, "-f", "-", stdin=yaml.safe_dump(job), check=False)
+    assert refused.returncode != 0, refused.stdout
+    for expected in expect:
+        assert expected in refused.stderr, refused.stderr
+    got = kube.run("get", "-n", namespace, "trainingjobs", "-o", "name").stdout
+    assert got.strip() == "", f"created anyway: {got}"
+
+
+def test_kubectl_explain_shows_the_whole_pod_template(kube: Kube, crds: list[str]) -> None:
+    out = kube.run("explain", "trainingjob.spec.workers.template.spec.containers").stdout
+    for name in ("livenessProbe", "readinessProbe", "securityContext", "volumeMounts", "envFrom", "lifecycle",
+                 "resources", "startupProbe", "workingDir"):
+        assert f"  {name}\t" in out, f"{name} not explained:\n{out}"
+    assert "the first is the trainer" in out  # cardpool's word on the field, over core's
+    out = kube.run("explain", "trainingjob.spec.workers.template.spec.containers.securityContext.capabilities").stdout
+    assert "add\t" in out and "drop\t" in out
+    out = kube.run("explain", "trainingjob.spec.workers.template.spec").stdout
+    for name in ("affinity", "tolerations", "nodeSelector", "volumes", "initContainers", "priorityClassName",
+                 "topologySpreadConstraints", "serviceAccountName"):
+        assert f"  {name}\t" in out, f"{name} not explained"
