@@ -539,6 +539,16 @@ def test_kubectl_apply_refuses_a_typo_in_the_template_naming_it(kube: Kube, crds
     assert got.strip() == "", f"created anyway: {got}"
 
 
+def test_without_strict_validation_a_typo_is_dropped_with_a_warning_naming_it(kube: Kube, crds: list[str],
+                                                                              namespace: str) -> None:
+    # what docs/api.md says of clients that do not ask for strict field validation (the server's default is Warn)
+    job = edit(example(JOB), {"spec.pool": f"{namespace}-absent", f"{C}.0.comand": ["python"]})
+    made = kube.run("create", "--validate=warn", "--dry-run=server", "-n", namespace, "-f", "-", "-o", "json",
+                    stdin=yaml.safe_dump(job))
+    assert f'Warning: unknown field "{C}[0].comand"' in made.stderr
+    assert "comand" not in json.loads(made.stdout)["spec"]["workers"]["template"]["spec"]["containers"][0]
+
+
 def test_kubectl_explain_shows_the_whole_pod_template(kube: Kube, crds: list[str]) -> None:
     out = kube.run("explain", "trainingjob.spec.workers.template.spec.containers").stdout
     for name in ("livenessProbe", "readinessProbe", "securityContext", "volumeMounts", "envFrom", "lifecycle",

@@ -383,8 +383,11 @@ def reference() -> str:
         for path, (type_name, core_schema) in kind.embedded.items():
             full = f"{kind.singular}.{path}"
             lines += [f"### {full}", "",
-                      f"A {type_name}: its fields are the core type's (`kubectl explain {full}`), refused at admission",
-                      "when unknown or of the wrong type. cardpool requires more of these fields:", "",
+                      f"A {type_name}: its fields are the core type's (`kubectl explain {full}`).",
+                      "A field of the wrong type is refused at admission; so is an unknown one (a typo) under strict",
+                      "field validation, kubectl's default, naming it (a client that does not ask for it gets a",
+                      "warning naming the field, and the field is dropped).",
+                      "cardpool requires more of these fields:", "",
                       *header, *_additions(at_path(schema, path), core_schema(), full), ""]
     return "\n".join(lines + phase_table())
 
