@@ -25,7 +25,7 @@ from . import podschema
 from .cardpool import CardPoolSpec, CardPoolStatus
 from .checkpoint import CheckpointSpec, CheckpointStatus
 from .keys import CARDPOOL_PLURAL, CHECKPOINT_PLURAL, GROUP, TRAININGJOB_PLURAL, VERSION
-from .phases import KSTATUS, PHASE_CONDITIONS
+from .phases import KSTATUS, NEEDS_A_PERSON, PHASE_CONDITIONS
 from .trainingjob import ROOT_RULES, TrainingJobSpec, TrainingJobStatus
 
 CATEGORY = "cardpool-all"
@@ -175,6 +175,19 @@ def _convert(node: Any, defs: dict) -> Any:
     return out
 
 
+# kinds whose status.observedGeneration the operator writes (a Checkpoint's verdict is only its condition)
+OBSERVED_KINDS = frozenset({"TrainingJob", "CardPool"})
+
+
+def status_schema(kind: Kind) -> dict:
+    """The status schema; for OBSERVED_KINDS it serves a new object as "not yet observed" (observedGeneration 0)
+    until the operator first writes it. kstatus reads an object without status as Current, so Flux would call a
+    job the operator has not even seen ready; with observedGeneration 0 < generation it says InProgress, as
+    Argo CD does. (The API server drops status on create and applies this default whenever it serves one.)"""
+    status = structural(kind.status)
+    return {**status, "default": {"observedGeneration": 0}} if kind.kind in OBSERVED_KINDS else status
+
+
 def crd(kind: Kind) -> dict:
     root: dict[str, Any] = {
         "type": "object",
@@ -184,7 +197,7 @@ def crd(kind: Kind) -> dict:
             "kind": {"type": "string", "description": f"Kind of this object: {kind.kind}."},
             "metadata": {"type": "object"},
             "spec": structural(kind.spec),
-            "status": structural(kind.status),
+            "status": status_schema(kind),
         },
         "required": ["spec"],
     }
@@ -406,7 +419,10 @@ def phase_table() -> list[str]:
             _row(["phase", "Ready", "Reconciling", "Stalled", "Suspended", "kstatus"]), "|---|---|---|---|---|---|"]
     for phase, flags in PHASE_CONDITIONS.items():
         rows.append(_row([phase.value, *(str(f) for f in flags), KSTATUS[phase]]))
-    return [*rows, ""]
+    reasons = ", ".join(f"`{r}`" for r in sorted(NEEDS_A_PERSON))
+    return [*rows, "", f"A job waiting for a person to act ({reasons}) keeps its phase but shows Ready=False,",
+            "Reconciling=False, Stalled=True, whatever the phase: kstatus Failed. A new job is served with",
+            "status.observedGeneration 0 until the operator first writes its status: kstatus InProgress.", ""]
 
 
 def generated() -> dict[Path, str]:
