@@ -20,7 +20,10 @@ up: deps venv binaries
 	$(KUBECTL) wait --for condition=established --timeout=60s $(addprefix -f ,$(CRD_FILES))
 	$(KUBECTL) apply --server-side -k manifests/admission/
 	$(MAKE) --no-print-directory operator
-	@# the demo: a mixed-vendor pool and three jobs; two run, the mixed one waits for cards
+	@# the demo: a mixed-vendor pool and three jobs; two run, the mixed one waits for cards. KWOK runs no
+	@# container: localkube.simtrainer reports progress for the demo jobs' rank 0, as a trainer does
+	$(PY) -m localkube start demo-trainers -- $(PY) -m localkube.simtrainer --kubeconfig $(KUBECONFIG_PATH) \
+	  --namespace demo
 	$(KUBECTL) apply --server-side -f manifests/examples/pool-mixed-vendor.yaml
 	$(KUBECTL) create namespace demo --dry-run=client -o yaml | $(KUBECTL) apply -f -
 	$(KUBECTL) apply --server-side -n demo -f manifests/examples/job-pytorch-homogeneous.yaml \
