@@ -102,6 +102,11 @@ class _Core:
         self.s = server
 
     def create_namespaced_pod(self, namespace: str, body: dict, **kw: Any) -> dict:
+        if kw.get("dry_run") == "All":  # validated and admitted, never stored; faults can aim at it alone
+            self.s.intercept("dry_run_pod", (namespace, body), kw)
+            with self.s.lock:
+                self.s.writes.append(("dry run pod", body["metadata"]["name"]))
+                return copy.deepcopy(body)
         self.s.intercept("create_namespaced_pod", (namespace, body), kw)
         with self.s.lock:
             key = (namespace, body["metadata"]["name"])
@@ -259,6 +264,7 @@ class World:
     def step(self, controller: Controller, seconds: float = 1.0, lag: bool = False) -> None:
         """One pass on what the watches show (the previous pass's view when `lag`), its effects carried out,
         then the kubelet, then time moves on."""
+        controller.observing()
         observed = self.lagging if lag and self.lagging is not None else self.observe()
         controller.run_pass(observed, self.now)
         settle(controller)

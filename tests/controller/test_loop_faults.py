@@ -55,6 +55,12 @@ def assert_one_pod_per_rank(world: World, job: str = "job") -> dict:
     return status
 
 
+def checked(world: World, c: Controller) -> None:
+    """The pass that asks the API server, in a dry run, whether it takes the job's pods: nothing is placed yet."""
+    world.step(c)
+    assert not world.server.pods_of("job") and ("dry run pod", "job-a1-0") in world.server.writes
+
+
 def crash_after(world: World, what: str, count: int) -> None:
     """The operator dies right after its `count`th call of `what` arrived: nothing it sends later arrives."""
     seen = {"n": 0}
@@ -78,6 +84,7 @@ def restart(world: World, controllers: list[Controller], old: Controller) -> Con
 
 def test_a_crash_after_the_status_write_resumes_the_same_attempt(world: World, controllers: list) -> None:
     c = new(world, controllers)
+    checked(world, c)
     crash_after(world, "create_namespaced_pod", 0)  # the status is written, no pod is
     world.step(c)
     assert world.server.job_status("job")["attempt"] == 1 and not world.server.pods_of("job")
@@ -89,6 +96,7 @@ def test_a_crash_after_the_status_write_resumes_the_same_attempt(world: World, c
 
 def test_a_crash_after_half_the_pods_creates_only_the_missing_ranks(world: World, controllers: list) -> None:
     c = new(world, controllers)
+    checked(world, c)
     crash_after(world, "create_namespaced_pod", WORKERS // 2)
     world.step(c)
     assert len(world.server.pods_of("job")) == WORKERS // 2
@@ -130,6 +138,7 @@ def test_a_429_storm_pauses_the_whole_client_and_then_converges(world: World, co
 
 def test_a_pod_that_already_exists_is_taken_as_created(world: World, controllers: list) -> None:
     c = new(world, controllers)
+    checked(world, c)
     world.step(c)  # the attempt is placed and its pods created
     pods = world.server.pods_of("job")
     victim = pods[1]["metadata"]["name"]
@@ -166,6 +175,7 @@ def test_losing_leadership_mid_apply_writes_nothing_more(world: World, controlle
         if name == "patch_namespaced_custom_object_status":
             world.leading = False  # the lease lapses while the pods are still queued
     world.server.interceptors.append(lose_lease_after_the_status)
+    checked(world, c)
     world.step(c)
     writes_when_lost = len(world.server.writes)
     assert world.server.job_status("job")["attempt"] == 1
@@ -204,7 +214,10 @@ def test_a_node_fault_counts_exactly_one_restart_through_crashes_and_lag(world: 
     assert [h["attempt"] for h in status["history"]] == [1, 2]
 
 
-def test_a_refused_pod_backs_off_instead_of_retrying_every_pass(world: World, controllers: list) -> None:
+def test_a_pod_the_api_server_refuses_on_create_stalls_the_job_until_its_spec_changes(
+        world: World, controllers: list) -> None:
+    """The dry run took the pod, the real create did not (the world changed in between): the attempt is rolled
+    back, the job says why, and nothing is tried again on every pass."""
     c = new(world, controllers)
     tries = {"n": 0}
 
@@ -215,9 +228,42 @@ def test_a_refused_pod_backs_off_instead_of_retrying_every_pass(world: World, co
     world.server.interceptors.append(refuse)
     for _ in range(20):
         world.step(c, seconds=0.5)
-    # 10 s of passes: tries at 0, 1, 3 and 7 s (backoff 1, 2, 4 s), each up to WORKERS creates of one gang
-    assert 0 < tries["n"] <= 4 * WORKERS, tries
-    assert c.expectations.error("ns/job") and "422" in c.expectations.error("ns/job")
+    assert 0 < tries["n"] <= WORKERS, tries  # one gang's creates at most, then no more
+    status = world.server.job_status("job")
+    stalled = next(c for c in status["conditions"] if c["type"] == "Stalled")
+    assert (status["phase"], stalled["status"], stalled["reason"]) == ("Queued", "True", "InvalidPodTemplate")
+    assert "refuses the worker pod" in stalled["message"] and not world.server.pods_of("job")
+    world.server.interceptors.clear()
+    job = world.server.jobs[("ns", "job")]
+    job["metadata"]["generation"] += 1  # the user fixes the template
+    job["metadata"]["resourceVersion"] = world.server.next_rv()
+    world.converge(c, 6)
+    assert_one_pod_per_rank(world)
+
+
+@pytest.mark.parametrize(("status", "reason", "asks"), [
+    (422, "InvalidPodTemplate", 1),  # invalid: asked once per spec
+    (403, "PodsRefused", 3),  # admission (a policy, a quota): asked again after 10 s, 20 s, then 40 s
+])
+def test_a_dry_run_refusal_places_nothing_and_asks_again_only_as_its_kind_allows(
+        world: World, controllers: list, status: int, reason: str, asks: int) -> None:
+    c = new(world, controllers)
+    asked = {"n": 0}
+
+    def refuse(name: str, args: tuple, kwargs: dict) -> None:
+        if name == "dry_run_pod":
+            asked["n"] += 1
+            raise api_error(status, "Forbidden" if status == 403 else "Invalid")
+    world.server.interceptors.append(refuse)
+    for _ in range(35):  # 35 s
+        world.step(c)
+    assert asked["n"] == asks
+    status_now = world.server.job_status("job")
+    stalled = next(c for c in status_now["conditions"] if c["type"] == "Stalled")
+    assert (stalled["status"], stalled["reason"]) == ("True", reason)
+    assert "attempt" not in status_now or status_now["attempt"] == 0
+    assert not world.server.pods_of("job")
+    assert not any(kind == "create pod" for kind, _ in world.server.writes)
 
 
 def test_defragmentation_moves_are_recorded_in_the_pools_status_before_any_job_stops(
@@ -260,3 +306,17 @@ def test_defragmentation_moves_are_recorded_in_the_pools_status_before_any_job_s
     kinds = [kind for kind, _ in world.server.writes[before:]]
     assert "pool status" in kinds and "job status" in kinds
     assert kinds.index("pool status") < kinds.index("job status")
+
+
+def test_a_change_seen_while_a_pass_decides_makes_another_pass(world: World, controllers: list) -> None:
+    """The watch saw a new job after the pass copied the indexes: the next pass must not wait for the resync."""
+    c = new(world, controllers)
+    world.converge(c, 3)
+    c.observing()
+    observed = world.observe()
+    world.server.add_job("late")
+    c.changed()  # the index handler of the new job, while the pass below decides
+    c.run_pass(observed, world.now)
+    settle(c)
+    world.mono += 1
+    assert c.due()

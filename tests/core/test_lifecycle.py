@@ -9,8 +9,16 @@ import pytest
 import yaml
 
 from cardpool.api.trainingjob import Phase, TrainingJobSpec, TrainingJobStatus
-from cardpool.core.lifecycle import needs_placement, plan_job, plan_missing_pool, rank_nodes, record
-from cardpool.core.observed import ObservedJob, ObservedPod
+from cardpool.core.lifecycle import (
+    needs_placement,
+    outdated,
+    plan_job,
+    plan_missing_pool,
+    pod_shape,
+    rank_nodes,
+    record,
+)
+from cardpool.core.observed import ObservedJob, ObservedPod, PodRefusal
 from cardpool.core.placement import Placement
 from cardpool.core.queue import Waiting
 from cardpool.core.snapshot import Worker
@@ -181,9 +189,24 @@ def test_a_job_whose_pool_does_not_exist_waits_for_it_once_it_is_reported() -> N
     plan = plan_missing_pool(job(), NOW)
     ready = next(c for c in plan.status.conditions if c.type == "Ready")
     assert (plan.status.phase, ready.reason) == (Phase.QUEUED, "PoolNotFound") and "mixed" in ready.message
+    assert next(c for c in plan.status.conditions if c.type == "Stalled").status == "True"  # a person must act
     again = plan_missing_pool(job(plan.status.model_dump(by_alias=True, mode="json")), NOW)
     assert not again.status_changed
-    assert not plan_missing_pool(job(started(phase="Running"), pods=RUNNING4), NOW).status_changed
+
+
+def test_a_job_whose_pool_is_gone_is_still_judged() -> None:
+    running = plan_missing_pool(job(started(phase="Running"), pods=RUNNING4), NOW)
+    assert running.status.phase == Phase.RUNNING
+    settled = job(running.status.model_dump(by_alias=True, mode="json"), pods=RUNNING4)
+    assert not plan_missing_pool(settled, NOW).status_changed
+    failed = [(1, 0, "Running"), (1, 1, "Failed"), (1, 2, "Running"), (1, 3, "Running")]
+    restart = plan_missing_pool(job(running.status.model_dump(by_alias=True, mode="json"), pods=failed,
+                                    exit_code=1), NOW)
+    assert restart.status.phase == Phase.RESTARTING and restart.status.restarts.counted == 1
+    assert sorted(restart.delete) == [f"job-a1-{r}" for r in range(4)]
+    done = plan_missing_pool(job(running.status.model_dump(by_alias=True, mode="json"),
+                                 pods=[(1, 0, "Succeeded"), *RUNNING4[1:]]), NOW)
+    assert done.status.phase == Phase.SUCCEEDED
 
 
 def test_each_attempt_is_recorded_with_its_size_resume_step_and_end() -> None:
@@ -228,9 +251,11 @@ def progress(step: int, seconds_ago: float):
 
 
 def test_progress_of_rank_zero_is_recorded_and_silence_beyond_the_timeout_is_a_hang() -> None:
-    timeout = SPEC.failure_policy.progress_timeout_seconds  # 1800 in the example
+    timeout = 1800
+    spec = SPEC.model_copy(deep=True)  # the example has no timeout: its demo workers never report progress
+    spec.failure_policy.progress_timeout_seconds = timeout
     long_ago = (NOW - timedelta(seconds=timeout + 100)).isoformat()
-    observed = job(started(phase="Running", attemptStartTime=long_ago), pods=RUNNING4)
+    observed = job(started(phase="Running", attemptStartTime=long_ago), pods=RUNNING4, spec=spec)
     observed = replace(observed, pods=(replace(observed.pods[0], progress=progress(42, 60)), *observed.pods[1:]))
     plan = plan_job(observed, NOW)
     assert plan.status.phase == Phase.RUNNING
@@ -287,3 +312,79 @@ def test_a_plan_says_when_a_time_based_rule_could_decide_otherwise() -> None:
     assert plan.recheck_at == limit  # the gang start timeout
     assert plan_job(starting, limit).status.phase == Phase.QUEUED  # and then it is rolled back
     assert plan_job(job(), NOW).recheck_at is None  # a queued job: nothing happens by time alone
+
+
+# ---- edits under a live attempt, and pods the API server refuses ----------------------------------------------
+
+def edited(**changes) -> TrainingJobSpec:
+    """SPEC with fields replaced, paths joined by "__": edited(workers__size={"min": 1, "max": 2})."""
+    body = SPEC.model_dump(by_alias=True, mode="json", exclude_none=True)
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        node = body
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return TrainingJobSpec.model_validate(body)
+
+
+def running_with_hash() -> dict:
+    """A running attempt of SPEC as it stood when the attempt started."""
+    return started(phase="Running", templateHash=pod_shape(SPEC))
+
+
+@pytest.mark.parametrize(("spec", "why"), [
+    (SPEC, None),  # nothing changed
+    (edited(priority=SPEC.priority + 1), None),  # a field that does not shape the pods
+    (edited(workers__template__metadata={"labels": {"team": "b"}}), "spec.workers.template"),
+    (edited(workers__globalBatchSize=4096), "globalBatchSize"),
+    (edited(placement__accelerators=["A100"]), "no longer lists H800"),
+    (edited(workers__size={"min": 1, "max": 2}), "outside spec.workers.size"),
+    (edited(workers__size={"min": 8, "max": 8}), "outside spec.workers.size"),
+])
+def test_an_edit_that_the_live_attempt_cannot_take_is_named(spec: TrainingJobSpec, why: str | None) -> None:
+    status = TrainingJobStatus.model_validate(running_with_hash())
+    found = outdated(replace(job(spec=spec), shape=pod_shape(spec)), status)
+    assert (found is None) if why is None else (why in (found or "")), found
+
+
+def test_an_attempt_started_before_hashes_were_recorded_is_not_restarted_for_its_template() -> None:
+    status = TrainingJobStatus.model_validate(started(phase="Running"))  # no templateHash
+    assert outdated(job(spec=edited(workers__globalBatchSize=4096)), status) is None
+
+
+def test_an_edited_template_restarts_the_running_attempt_with_a_graceful_save_uncounted() -> None:
+    spec = edited(workers__template__metadata={"labels": {"team": "b"}})
+    plan = plan_job(job(running_with_hash(), pods=RUNNING4, spec=spec), NOW)
+    assert (plan.status.phase, plan.status.conditions[0].reason) == (Phase.RESTARTING, "SpecChanged")
+    assert sorted(plan.delete) == [f"job-a1-{r}" for r in range(4)] and not plan.create
+    assert plan.status.restarts.uncounted == 1 and plan.status.restarts.counted == 0
+    assert plan.status.observed_generation == 1
+    # the next attempt records the new hash: it is not restarted again
+    again = plan_job(job(plan.status.model_dump(by_alias=True, mode="json"), spec=spec), NOW, offer=OFFER)
+    assert again.status.template_hash == pod_shape(spec) and again.status.attempt == 2
+
+
+REFUSED = PodRefusal("InvalidPodTemplate", "the API server refuses the worker pod for H800: spec.containers[0].name")
+
+
+@pytest.mark.parametrize(("status", "pods", "phase", "deleted"), [
+    ({}, [], Phase.QUEUED, []),  # never placed: no attempt starts
+    ({"phase": "Suspended"}, [], Phase.QUEUED, []),  # resumed: the refusal, not Suspended
+    (started(), [(1, 0, "Pending")], Phase.QUEUED, ["job-a1-0"]),  # a starting attempt is rolled back
+])
+def test_a_refused_pod_places_nothing_and_the_job_is_stalled_with_the_api_servers_words(
+        status: dict, pods: list, phase: Phase, deleted: list[str]) -> None:
+    plan = plan_job(job(status, pods=pods), NOW, offer=OFFER, refusal=REFUSED)
+    assert plan.status.phase == phase and not plan.create and plan.delete == deleted
+    assert plan.status.attempt == (1 if status.get("attempt") else 0)
+    conditions = {c.type: (c.status, c.reason) for c in plan.status.conditions}
+    assert conditions["Stalled"] == ("True", "InvalidPodTemplate")
+    assert conditions["Ready"] == ("False", "InvalidPodTemplate")
+    assert REFUSED.message in plan.status.conditions[0].message
+
+
+def test_a_running_attempt_is_not_stopped_by_a_refusal_of_its_next_pods() -> None:
+    """A refusal found later (a PriorityClass deleted) matters for the next attempt; the running one keeps going."""
+    plan = plan_job(job(started(phase="Running"), pods=RUNNING4), NOW, refusal=REFUSED)
+    assert plan.status.phase == Phase.RUNNING and not plan.delete

@@ -18,10 +18,11 @@ the pass's cost grow with what changed (see cardpool.core.pool.PlanMemo).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -31,21 +32,45 @@ from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
 from cardpool.core.checkpoints import judge_orphans
 from cardpool.core.clock import Deadlines
 from cardpool.core.drain import Member, members, plan_drains
-from cardpool.core.lifecycle import JobPlan, plan_missing_pool, pod_name
-from cardpool.core.observed import ObservedBudget, ObservedCheckpoint, ObservedJob, ObservedNode, ObservedPod
+from cardpool.core.lifecycle import JobPlan, needs_placement, plan_missing_pool, pod_name
+from cardpool.core.observed import (
+    ObservedBudget,
+    ObservedCheckpoint,
+    ObservedJob,
+    ObservedNode,
+    ObservedPod,
+    PodRefusal,
+)
 from cardpool.core.pool import PlanMemo, PoolPlan, reconcile_pool
-from cardpool.kube import builders, effects
+from cardpool.kube import builders, effects, refusals
 from cardpool.kube import nodes as node_effects
 from cardpool.kube.client import Kube
+from cardpool.kube.refusals import Refused
 
-from . import metrics
+from . import metrics, podchecks
 from .applier import Applier, Fenced, Priority, Task, Work
 from .expectations import Expectations, describe
+from .podchecks import PodChecks
+from .throttle import Throttle
 from .work import DELETE_PRIORITY, create_priority, status_priority
 
 log = logging.getLogger("cardpool.controller")
 NODE_RETRY_S = 10.0
 """A node acted on is left alone this long unless the watch shows it changed (its action re-reads it anyway)."""
+TERMINATING_HOLD_S = 30.0
+"""A namespace found being deleted: its jobs are not acted on for this long (they are going away with it)."""
+
+
+@contextlib.contextmanager
+def _refused_as(what: str) -> Iterator[None]:
+    """A refusal of the user's making (see cardpool.kube.refusals) becomes Refused, which the job's status reports."""
+    try:
+        yield
+    except ApiException as exc:
+        refusal = refusals.pod_refusal(exc, what)
+        if refusal is None:
+            raise
+        raise Refused(refusal) from exc
 
 
 class _Stale(Exception):
@@ -103,6 +128,10 @@ class Controller:
         self.was_leading = False
         self._orphans: set[str] = set()
         """Checkpoints of missing jobs whose verdict was written but may not be in the watch yet."""
+        self.checks = PodChecks()
+        self.throttle = Throttle()
+        self._terminating: dict[str, float] = {}
+        """namespace -> when it was found being deleted (monotonic)."""
 
     # -- when to run ------------------------------------------------------------------------------------
 
@@ -136,20 +165,24 @@ class Controller:
         self.expectations.forget()
         self._memos.clear()
         self._nodes_acted.clear()
+        self.checks.forget()
         self._dirty.set()
         if self.was_leading:
             log.warning("leadership lost: %d queued API calls dropped", dropped)
         self.was_leading = False
 
+    def observing(self) -> None:
+        """Call right before copying the indexes for a pass: a change from now on makes another pass. (Cleared
+        any later, a change that arrived between the copy and the clear would wait for the resync.)"""
+        self._dirty.clear()
+
     def run_pass(self, observed: Observations, now: datetime | None = None) -> None:
         """Decide everything from `observed` and hand the effects over. Call with a fresh copy of the indexes,
-        taken after `changed()` was last seen (the dirty flag is cleared first, so a change during the pass
-        makes another)."""
+        taken right after `observing()`."""
         if not self.leading():
             self.lost_leadership()
             return
         self.was_leading = True
-        self._dirty.clear()
         started = time.perf_counter()
         now = now or datetime.now(UTC)
         mono = self.clock()
@@ -179,6 +212,13 @@ class Controller:
         self._forget_gone(observed)
         if (check := self.expectations.next_check(mono)) is not None:
             next_due.append(check)
+        if (check := self.checks.next_due(mono)) is not None:
+            next_due.append(check)
+        for namespace, since in list(self._terminating.items()):
+            if mono - since >= TERMINATING_HOLD_S:
+                del self._terminating[namespace]
+            else:
+                next_due.append(since + TERMINATING_HOLD_S)
         for name, (_, acted) in list(self._nodes_acted.items()):  # e.g. evictions a PodDisruptionBudget refused
             if mono - acted >= NODE_RETRY_S:
                 del self._nodes_acted[name]
@@ -256,15 +296,29 @@ class Controller:
                    now: datetime, mono: float) -> PoolPlan:
         jobs: list[ObservedJob] = []
         settling: set[str] = set()
+        refused: dict[str, PodRefusal] = {}
         busy = self.applier.busy_keys()
+        group_nodes: dict[str, str] | None = None
         for job in observed.jobs.get(name, ()):
             ident = (job.namespace, job.name)
             pods = observed.pods.get(ident, ())
+            job = replace(job, pods=pods, checkpoints=observed.checkpoints.get(ident, ()))
             if self._settling(job, pods, mono, busy):
                 settling.add(job.key)
                 if (written := self.expectations.overlay(job.key)) is not None:
                     job = replace(job, status=written)
-            jobs.append(replace(job, pods=pods, checkpoints=observed.checkpoints.get(ident, ())))
+            else:
+                version = (job.uid, job.generation, pool.generation)
+                state = self.checks.state(job.key, version, mono) if needs_placement(job, now) else None
+                if state == podchecks.ASK:
+                    if group_nodes is None:
+                        group_nodes = {m.group.name: m.node.name for m in classified}
+                    self._ask(job, version, name, pool.spec, group_nodes)
+                if state in (podchecks.ASK, podchecks.WAIT):
+                    settling.add(job.key)  # not placed before the API server said it takes its pods
+                elif (refusal := self.checks.refusal(job.key, version)) is not None:
+                    refused[job.key] = refusal
+            jobs.append(job)
         pool_key = f"pool/{name}"
         pool_settling = self.applier.in_flight(pool_key) or not self.expectations.settled(
             pool_key, mono, effects.version(pool.version))
@@ -273,7 +327,7 @@ class Controller:
         others = tuple(p for key, pods in observed.pods.items() if key not in mine for p in pods)
         plan = reconcile_pool(pool.spec, pool.generation, previous, observed.nodes, jobs, now, others,
                               observed.budgets, observed.foreign, classified, settling, held,
-                              self._memos.setdefault(name, PlanMemo()))
+                              self._memos.setdefault(name, PlanMemo()), refused)
         moved = set(plan.moves) if not pool_settling else set()
         chained: list[Work] = []
         for job, job_plan in zip(jobs, plan.jobs, strict=True):
@@ -281,7 +335,7 @@ class Controller:
                 continue
             if plan.moves and job.key in plan.moves and job.key not in moved:
                 continue  # its move waits until the pool's status can record it first
-            work = self._job_work(job, job_plan, name, pool.spec, now, mono)
+            work = self._job_work(job, job_plan, name, pool.spec, now, mono, pool.generation)
             if job.key in moved:
                 chained.append(work)
             else:
@@ -290,9 +344,50 @@ class Controller:
             self._submit_pool(name, pool, plan, previous, chained, now, mono)
         return plan
 
+    def _ask(self, job: ObservedJob, version: podchecks.Version, pool_name: str, pool: CardPoolSpec,
+             nodes: dict[str, str]) -> None:
+        """Whether the API server takes the job's pods, asked in a dry run (see podchecks)."""
+        key = job.key
+        self.checks.asking(key)
+
+        def ask() -> None:
+            self.checks.record(key, version, podchecks.ask(self.kube, job, pool_name, pool, nodes), self.clock())
+
+        def done(error: BaseException | None) -> None:
+            if error is not None:
+                self.checks.unanswered(key, version, self.clock())
+                self._report(job, "dry run of its pods", error)
+            self.changed()  # the answer decides the job's placement: wake the loop, do not wait for the resync
+        priority = Priority.URGENT if job.status.attempt > 0 else Priority.NORMAL
+        self.applier.submit(Work(key, [[Task(f"dry run of the pods of {key}", priority, ask)]], done))
+
+    def _report(self, job: ObservedJob, what: str, error: BaseException) -> None:
+        """One line per job and cause a minute; expected answers (the namespace is being deleted, the job is gone)
+        are states, noted once, never warnings."""
+        if isinstance(error, Fenced):
+            return
+        if refusals.namespace_terminating(error):
+            self._terminating.setdefault(job.namespace, self.clock())
+            if self.throttle.allow(job.namespace, "terminating"):
+                log.info("namespace %s is being deleted: its jobs are left to go with it", job.namespace)
+            return
+        if refusals.gone(error):
+            if self.throttle.allow(job.key, "gone"):
+                log.info("%s: gone (%s)", job.key, what)
+            return
+        if isinstance(error, Refused):
+            if self.throttle.allow(job.key, "refused"):
+                log.info("%s: %s", job.key, error.refusal.message)
+            return
+        status = getattr(error, "status", None)
+        if self.throttle.allow(job.key, status or type(error).__name__):
+            log.warning("%s: %s failed, decided again after a backoff: %s", job.key, what, describe(error))
+
     def _settling(self, job: ObservedJob, pods: tuple[ObservedPod, ...], mono: float,
                   busy: frozenset[str] | None = None) -> bool:
         key = job.key
+        if job.namespace in self._terminating:
+            return True
         if key in busy if busy is not None else self.applier.in_flight(key):
             return True
         if not self.expectations.waiting(key):
@@ -301,7 +396,7 @@ class Controller:
                                              {p.name for p in pods}, {p.name for p in pods if p.deleting})
 
     def _job_work(self, job: ObservedJob, plan: JobPlan, pool_name: str, pool: CardPoolSpec | None, now: datetime,
-                  mono: float) -> Work:
+                  mono: float, pool_generation: int = 0) -> Work:
         key, kube, ns = job.key, self.kube, job.namespace
         stages: list[list[Task]] = []
         if plan.status_changed:
@@ -329,8 +424,9 @@ class Controller:
             priority = create_priority(plan)
 
             def children() -> None:
-                effects.ensure_service(kube, builders.service(current, pool_name))
-                effects.put_config_map(kube, builders.config_map(current, pool_name, pool))
+                with _refused_as("the job's headless Service or ConfigMap"):
+                    effects.ensure_service(kube, builders.service(current, pool_name))
+                    effects.put_config_map(kube, builders.config_map(current, pool_name, pool))
             after.append(Task(f"service and config map of {key}", priority, children))
             for slot in plan.create:
                 creates.append(Task(f"create pod {ns}/{pod_name(job.name, plan.status.attempt, slot.rank)}",
@@ -344,16 +440,23 @@ class Controller:
 
         def done(error: BaseException | None) -> None:
             conflict = isinstance(error, ApiException) and error.status == 409
-            if error is not None and not isinstance(error, Fenced) and not conflict:
-                log.warning("effects of %s failed, decided again after a backoff: %s", key, describe(error))
-                metrics.count_error(pool_name)
-            self.expectations.finished(key, self.clock(), error, conflict)
+            if isinstance(error, Refused):  # the job is rolled back and Stalled until its spec changes
+                self.checks.record(key, (job.uid, job.generation, pool_generation), error.refusal, self.clock())
+            elif error is not None and not conflict:
+                self._report(job, "carrying out its plan", error)
+                if not (isinstance(error, Fenced) or refusals.namespace_terminating(error) or refusals.gone(error)):
+                    metrics.count_error(pool_name)
+            if error is not None and refusals.gone(error):
+                self.expectations.forget([key])  # deleted: nothing to wait for
+            else:
+                self.expectations.finished(key, self.clock(), error, conflict)
             if error is not None:
                 self._dirty.set()  # decide again once its backoff ends or the watch shows the newer version
         return Work(key, stages, done)
 
     def _create_pod(self, job: ObservedJob, pool_name: str, pool: CardPoolSpec, slot) -> None:
-        effects.create_pod(self.kube, builders.worker_pod(job, pool_name, pool, slot))
+        with _refused_as(f"the worker pod for {slot.model} (built from spec.workers.template)"):
+            effects.create_pod(self.kube, builders.worker_pod(job, pool_name, pool, slot))
 
     def _submit_pool(self, name: str, pool: _Pool, plan: PoolPlan, previous: CardPoolStatus | None,
                      chained: list[Work], now: datetime, mono: float) -> None:
@@ -384,10 +487,13 @@ class Controller:
             if pool_name in pools:
                 continue
             for job in jobs:
-                if self._settling(job, (), mono):
+                ident = (job.namespace, job.name)
+                pods = observed.pods.get(ident, ())
+                if self._settling(job, pods, mono):
                     continue
+                job = replace(job, pods=pods, checkpoints=observed.checkpoints.get(ident, ()))
                 plan = plan_missing_pool(job, now)
-                if plan.status_changed:
+                if plan.acts:
                     self.applier.submit(self._job_work(job, plan, pool_name, None, now, mono))
 
     def _orphan_checkpoints(self, observed: Observations, now: datetime, mono: float) -> float | None:
@@ -420,6 +526,7 @@ class Controller:
         gone = [k for k in self.expectations.open_keys() if k not in present and not self.applier.in_flight(k)]
         if gone:
             self.expectations.forget(gone)
+        self.checks.keep_only(present)
         for name in list(self._memos):
             if name not in observed.pools:
                 del self._memos[name]

@@ -9,6 +9,8 @@ rank impossible. Pods of other attempts are deleted before a new attempt is plac
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -22,6 +24,7 @@ from cardpool.api.trainingjob import (
     Framework,
     GroupPlacement,
     Phase,
+    PlacementMode,
     Progress,
     TrainingJobSpec,
     TrainingJobStatus,
@@ -33,7 +36,7 @@ from .constraints import from_template
 from .events import Event
 from .failures import Failure, backoff, decide, first_failure
 from .health import LOST
-from .observed import ObservedJob, ObservedPod
+from .observed import ObservedJob, ObservedPod, PodRefusal
 from .placement import Placement
 from .queue import Waiting
 from .snapshot import JobRequest
@@ -49,6 +52,36 @@ def pod_name(job: str, attempt: int, rank: int) -> str:
 
 HISTORY = 20
 MIGRATED = "Migrated"
+SPEC_CHANGED = "SpecChanged"
+
+
+def pod_shape(spec: TrainingJobSpec) -> str:
+    """A hash of what shapes a job's pods; an attempt records it, so a later edit is noticed."""
+    shaping = spec.model_dump(mode="json", by_alias=True, include={
+        "framework": True, "checkpoint": True,
+        "workers": {"template": True, "overrides": True, "global_batch_size": True, "cards_per_worker": True}})
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def outdated(job: ObservedJob, status: TrainingJobStatus) -> str | None:
+    """Why the live attempt no longer matches the job's spec (None: it does). Such an attempt stops and the job
+    restarts with the spec as it is now: edits take effect, never silently ignored."""
+    spec = job.spec
+    if status.template_hash is not None and status.template_hash != (job.shape or pod_shape(spec)):
+        return ("spec.workers.template, overrides, globalBatchSize, spec.framework or spec.checkpoint changed "
+                "since the attempt started")
+    models = list(dict.fromkeys(gp.accelerator for gp in status.placement))
+    if gone := [m for m in models if m not in spec.placement.accelerators]:
+        return f"spec.placement.accelerators no longer lists {', '.join(gone)}"
+    if spec.placement.mode == PlacementMode.HOMOGENEOUS and len(models) > 1:
+        return f"spec.placement.mode is Homogeneous; the attempt spans {'+'.join(models)}"
+    size, workers = spec.workers.size, sum(gp.workers for gp in status.placement)
+    if workers and not (size.min <= workers <= size.max and workers % size.unit == 0):
+        return (f"the attempt's {workers} workers are outside spec.workers.size (min {size.min}, max {size.max}, "
+                f"unit {size.unit})")
+    if workers and size.desired is not None and workers > size.desired:
+        return f"spec.workers.size.desired is {size.desired}; the attempt runs {workers} workers"
+    return None
 BACKOFF_BASE_S = 10
 BACKOFF_MAX_S = 600
 
@@ -162,11 +195,13 @@ def request(job: ObservedJob) -> JobRequest:
 def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, waiting: Waiting | None = None,
              faulty_nodes: Mapping[str, str] = _NONE, grow_to: int | None = None,
              migrate: str | None = None, group_rates: Mapping[str, float] = MappingProxyType({}),
-             stuck_after: timedelta | None = None) -> JobPlan:
+             stuck_after: timedelta | None = None, refusal: PodRefusal | None = None) -> JobPlan:
     """`faulty_nodes`: node -> fault reason. `grow_to`: the size the job could restart at now, when the pool
     pass found room for more than it runs with (see core.pool). `migrate`: defragmentation moves the job
     (why, see core.migrations). `group_rates`: relative throughput per node group. `stuck_after`: how long a
-    pod may stay Terminating on a lost node before it is force-removed (the pool's health policy)."""
+    pod may stay Terminating on a lost node before it is force-removed (the pool's health policy).
+    `refusal`: the API server refuses the job's worker pod as its spec now stands: no attempt starts, and a
+    starting one is rolled back, until the spec changes or the refusal is lifted."""
     clock = Deadlines(now)
     spec = job.spec
     old = job.status
@@ -214,6 +249,9 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
             reason = "WaitingForCheckpoint"
             message = (f"waiting for the graceful save of attempt {status.attempt} to be reported (at most "
                        f"{spec.checkpoint.graceful_save_seconds if spec.checkpoint else 0} s)")
+        elif refusal is not None:
+            reason, message = refusal.reason, refusal.message
+            phase = Phase.QUEUED if phase == Phase.SUSPENDED else phase
         elif offer is not None:
             _start_attempt(job, status, offer, now, plan, group_rates)
             phase, reason = Phase.STARTING, "GangPlaced"
@@ -239,6 +277,18 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
             plan.events.append(Event("Normal", "Succeeded", f"attempt {status.attempt} finished"))
         elif failure is not None:
             phase, reason, message = _fail_attempt(job, status, failure, now, plan, stop_attempt)
+        elif phase == Phase.STARTING and refusal is not None:  # e.g. the pods of one accelerator's override
+            stop_attempt(refusal.reason)
+            phase, reason, message = Phase.QUEUED, refusal.reason, refusal.message
+            plan.events.append(Event("Warning", refusal.reason, f"attempt {status.attempt} rolled back: {message}"))
+        elif (why := outdated(job, status)) is not None:
+            graceful = spec.checkpoint is not None and len(running) == len(slots)
+            stop_attempt(SPEC_CHANGED, planned=graceful)
+            status.restarts.uncounted += 1
+            phase, reason = Phase.RESTARTING, SPEC_CHANGED
+            message = (f"{why}: attempt {status.attempt} stops{' with a graceful save' if graceful else ''} and the "
+                       f"job restarts with its spec as it is now")
+            plan.events.append(Event("Normal", SPEC_CHANGED, message))
         elif phase == Phase.STARTING and len(running) < len(slots) and (
                 clock.reached(started + timedelta(seconds=spec.startup_timeout_seconds, microseconds=1))):
             stop_attempt("GangStartTimeout")
@@ -298,6 +348,7 @@ def _start_attempt(job: ObservedJob, status: TrainingJobStatus, offer: Placement
     """Record the new attempt (placement, history) before any of its pods exists."""
     previous = status.history[-1] if status.history else None
     status.attempt += 1
+    status.template_hash = job.shape or pod_shape(job.spec)
     status.placement = record(offer, group_rates, job.spec.workers.global_batch_size)
     status.attempt_start_time = now
     status.not_before = None
@@ -408,11 +459,6 @@ def _succeeded(framework: Framework, pods: dict[int, ObservedPod], size: int) ->
 
 
 def plan_missing_pool(job: ObservedJob, now: datetime) -> JobPlan:
-    """A job whose CardPool does not exist waits for it (no pool pass sees the job)."""
-    status = job.status.model_copy(deep=True)
-    if status.phase in (None, Phase.QUEUED):
-        status.phase = Phase.QUEUED
-        status.observed_generation = job.generation
-        status.conditions = conditions_for_phase(job.status.conditions, Phase.QUEUED, "PoolNotFound",
-                                                 f"CardPool {job.spec.pool} does not exist", now, job.generation)
-    return JobPlan(job.key, status, status_changed=status != job.status)
+    """A job whose CardPool does not exist is still judged (failures, success, its TTL, checkpoints); it is
+    placed nowhere until the pool exists, and says so (a person must create the pool or fix spec.pool)."""
+    return plan_job(job, now, waiting=Waiting(job.key, "PoolNotFound", f"CardPool {job.spec.pool} does not exist"))

@@ -105,6 +105,8 @@ class ObservedJob:
     resource_version: str = ""
     """Of the observed object; a status write names it, so a decision made on a stale view fails."""
     checkpoints: tuple[ObservedCheckpoint, ...] = ()
+    shape: str = ""
+    """Hash of the spec fields that shape its pods (core.lifecycle.pod_shape), computed once per version."""
 
     @property
     def key(self) -> str:
@@ -131,3 +133,15 @@ class ObservedBudget:
                     op == "Exists" and not present) or (op == "DoesNotExist" and present):
                 return False
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class PodRefusal:
+    """The API server refused the job's worker pod as the job's spec now stands (in a dry run or a create)."""
+
+    reason: str
+    """InvalidPodTemplate: the pod itself is invalid (422, 400), until the spec changes. PodsRefused: an
+    admission check refused it (403: a PodSecurity level, a missing PriorityClass, a quota), checked again
+    after a backoff."""
+    message: str
+    """The API server's own words, naming the field."""

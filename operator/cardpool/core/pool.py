@@ -20,7 +20,7 @@ from .constraints import Taint, blocking, tolerations
 from .drain import Hold, Member, member_group, members
 from .lifecycle import MIGRATED, JobPlan, needs_placement, plan_job, request
 from .migrations import HOUR, TARGET_TIMEOUT, active_target, decide_defrag
-from .observed import ObservedBudget, ObservedJob, ObservedNode, ObservedPod
+from .observed import ObservedBudget, ObservedJob, ObservedNode, ObservedPod, PodRefusal
 from .queue import NEVER, QueuePlan, queue_order, schedule
 from .sizing import resize
 from .snapshot import Allocation, Group, Node, Snapshot, Worker
@@ -161,12 +161,15 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
                    other_pods: tuple[ObservedPod, ...] = (), budgets: tuple[ObservedBudget, ...] = (),
                    foreign: Foreign | None = None, classified: list[Member] | None = None,
                    settling: Collection[str] = (), held: Mapping[str, Hold] | None = None,
-                   memo: PlanMemo | None = None) -> PoolPlan:
+                   memo: PlanMemo | None = None, refusals: Mapping[str, PodRefusal] | None = None) -> PoolPlan:
     """`budgets`: PodDisruptionBudgets, which defragmentation respects. `foreign`, `classified`, `settling`: see
     build_snapshot. `held`: the pool's faulty nodes that the node pass holds back from draining (drain cap).
-    `memo`: plans of earlier passes to reuse (see PlanMemo)."""
+    `memo`: plans of earlier passes to reuse (see PlanMemo). `refusals`: jobs whose worker pod the API server
+    refuses as their spec stands; the queue does not consider them."""
     clock = Deadlines(now)
-    snapshot, faulty = build_snapshot(spec, nodes, jobs, clock, other_pods, foreign, classified, settling)
+    refusals = refusals or {}
+    unplaceable = {*settling, *refusals} if refusals else settling
+    snapshot, faulty = build_snapshot(spec, nodes, jobs, clock, other_pods, foreign, classified, unplaceable)
     known = {n.name for n in snapshot.nodes}
     for job in jobs:  # a recorded node that left the pool (deleted, relabelled) is as good as faulty
         for gp in job.status.placement:
@@ -201,10 +204,13 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
         if job.key in settling:
             plans.append(JobPlan(job.key, job.status, status_changed=False, settling=True))
             continue
-        inputs = (offers.get(job.key), waits.get(job.key), growth.get(job.key), defrag.migrate.get(job.key))
+        inputs = (offers.get(job.key), waits.get(job.key), growth.get(job.key), defrag.migrate.get(job.key),
+                  refusals.get(job.key))
         plan = memo.get(job, inputs, now) if memo is not None else None
         if plan is None:
-            plan = plan_job(job, now, *inputs[:2], faulty, *inputs[2:], rates, stuck_after=stuck)
+            offer, wait, grow_to, migrate, refusal = inputs
+            plan = plan_job(job, now, offer, wait, faulty, grow_to, migrate, rates, stuck_after=stuck,
+                            refusal=refusal)
             if memo is not None:
                 memo.put(job, inputs, plan)
         clock.note(plan.recheck_at)

@@ -23,6 +23,7 @@ from cardpool.api.keys import (
 )
 from cardpool.api.trainingjob import TrainingJobSpec, TrainingJobStatus
 from cardpool.core.drain import PodOnNode
+from cardpool.core.lifecycle import pod_shape
 from cardpool.core.observed import (
     DrainRecord,
     ObservedBudget,
@@ -191,10 +192,11 @@ def checkpoint(body: Mapping[str, Any]) -> ObservedCheckpoint:
 def job(body: Mapping[str, Any], pods: tuple[ObservedPod, ...] = (),
         checkpoints: tuple[ObservedCheckpoint, ...] = ()) -> ObservedJob:
     meta = body["metadata"]
+    spec = TrainingJobSpec.model_validate(body["spec"])
     return ObservedJob(
         namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
         generation=meta.get("generation") or 0, created=_time(meta.get("creationTimestamp")),
-        spec=TrainingJobSpec.model_validate(body["spec"]),
+        spec=spec, shape=pod_shape(spec),
         status=TrainingJobStatus.model_validate(body.get("status") or {}),
         pods=tuple(sorted(pods, key=lambda p: (p.attempt, p.rank))),
         resource_version=meta.get("resourceVersion", ""), checkpoints=tuple(checkpoints))
