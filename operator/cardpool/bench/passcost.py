@@ -118,6 +118,7 @@ def run(repeats: int = 30, job_count: int = 1000, seed: int = 1) -> dict:
     def timed() -> float:
         obs = observed()
         started = time.perf_counter()
+        controller.observing()
         controller.run_pass(obs, now)
         return (time.perf_counter() - started) * 1000
 

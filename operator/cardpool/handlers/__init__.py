@@ -227,6 +227,7 @@ async def pass_loop(runtime: Runtime) -> None:
                 continue  # deciding on a partial view could place onto cards that are taken
             if not controller.due():
                 continue
+            controller.observing()
             observed = _copy(runtime)
             await loop.run_in_executor(runtime.passes, controller.run_pass, observed)
             metrics.APPLY_QUEUE.set(controller.applier.pending())
