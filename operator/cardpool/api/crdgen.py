@@ -245,7 +245,9 @@ def accelerator_policy() -> list[dict]:
     """A ValidatingAdmissionPolicy refusing a TrainingJob whose accelerator preferences name a model its
     CardPool has no group of. The binding selects every CardPool as a param; the expression checks only the
     pool the job names, so a job is checked against exactly its pool (and admitted when that pool does not
-    exist yet: GitOps may apply the job first, and the operator then reports the missing pool)."""
+    exist yet: GitOps may apply the job first, and the operator then reports the missing pool). It applies when
+    a job is created or its pool or accelerators change: a pool that later drops a model leaves its running
+    jobs editable (suspend, labels), and the operator restarts or reports them (SpecChanged, Unplaceable)."""
     return [
         {
             "apiVersion": "admissionregistration.k8s.io/v1",
@@ -257,6 +259,10 @@ def accelerator_policy() -> list[dict]:
                 "matchConstraints": {"resourceRules": [{
                     "apiGroups": [GROUP], "apiVersions": [VERSION], "operations": ["CREATE", "UPDATE"],
                     "resources": [TRAININGJOB_PLURAL]}]},
+                "matchConditions": [{
+                    "name": "pool-or-accelerators-set",
+                    "expression": "request.operation == 'CREATE' || oldObject.spec.pool != object.spec.pool || "
+                                  "oldObject.spec.placement.accelerators != object.spec.placement.accelerators"}],
                 "validations": [{
                     "expression": "params.metadata.name != object.spec.pool || "
                                   f"object.spec.placement.accelerators.all(m, {_OFFERED})",
