@@ -34,6 +34,7 @@ from cardpool.core.clock import Deadlines
 from cardpool.core.drain import Member, members, plan_drains
 from cardpool.core.lifecycle import JobPlan, needs_placement, plan_missing_pool, pod_name
 from cardpool.core.observed import (
+    DrainRecord,
     ObservedBudget,
     ObservedCheckpoint,
     ObservedJob,
@@ -71,6 +72,13 @@ def _refused_as(what: str) -> Iterator[None]:
         if refusal is None:
             raise
         raise Refused(refusal) from exc
+
+
+def _shows(observed: DrainRecord | None, written: DrainRecord | None) -> bool:
+    """Whether the watch shows the drain record written (or a later one that only says its pods are gone)."""
+    if observed is None or written is None:
+        return observed is written
+    return observed == written or replace(observed, others_evicted=written.others_evicted) == written
 
 
 class _Stale(Exception):
@@ -124,6 +132,9 @@ class Controller:
         self._memos: dict[str, PlanMemo] = {}
         self._pools: dict[str, _Pool] = {}
         self._nodes_acted: dict[str, tuple[ObservedNode | None, float]] = {}
+        self._own_drains: dict[str, tuple[DrainRecord | None, float | None]] = {}
+        """node -> the drain record the node pass wrote or is writing (None: removed), and when the write ended
+        (None while it runs), until the watch shows it: the drain cap counts drains not yet seen."""
         self._node_due: datetime | None = None
         self.was_leading = False
         self._orphans: set[str] = set()
@@ -165,6 +176,7 @@ class Controller:
         self.expectations.forget()
         self._memos.clear()
         self._nodes_acted.clear()
+        self._own_drains.clear()
         self.checks.forget()
         self._dirty.set()
         if self.was_leading:
@@ -188,10 +200,12 @@ class Controller:
         mono = self.clock()
         self._last_pass = mono
         pools = self._parse_pools(observed.pools)
+        raw = {n.name: n for n in observed.nodes}
+        observed = replace(observed, nodes=self._with_own_drains(observed.nodes, mono))
         classified = {name: members(pool.spec, observed.nodes) for name, pool in pools.items()}
         next_due: list[float] = []
         try:  # nodes first: one writer for every node's drain, whichever pools select it
-            held = self._node_pass(pools, classified, observed.nodes, now, mono)
+            held = self._node_pass(pools, classified, observed.nodes, raw, now, mono)
             if self._node_due is not None:
                 next_due.append(mono + max((self._node_due - now).total_seconds(), 0.0))
         except Exception:
@@ -241,9 +255,32 @@ class Controller:
         self._pools = out
         return out
 
+    def _with_own_drains(self, nodes: list[ObservedNode], mono: float) -> list[ObservedNode]:
+        """The nodes with the drain records the node pass wrote and the watch does not show yet. Without them a
+        pass deciding on a lagging view would not count a drain it made and drain past the cap."""
+        if not self._own_drains:
+            return nodes
+        out = []
+        for node in nodes:
+            own = self._own_drains.get(node.name)
+            if own is not None:
+                record, written = own
+                if _shows(node.drain, record):
+                    del self._own_drains[node.name]
+                elif written is not None and mono - written >= self.expectations.timeout:
+                    log.warning("node %s: its drain record was not seen in the watch %.0f s after it was written; "
+                                "deciding from what is observed", node.name, mono - written)
+                    del self._own_drains[node.name]
+                else:
+                    node = replace(node, drain=record)
+            out.append(node)
+        return out
+
     def _node_pass(self, pools: dict[str, _Pool], classified: dict[str, list[Member]], nodes: list[ObservedNode],
-                   now: datetime, mono: float) -> dict[str, dict]:
-        """Drains and returns, each node's action as a work of its own. Returns each pool's held nodes."""
+                   raw: Mapping[str, ObservedNode], now: datetime, mono: float) -> dict[str, dict]:
+        """Drains and returns, each node's action as a work of its own. Returns each pool's held nodes. `nodes`
+        carry the node pass's own drain records; `raw` is what the watch shows (a node acted on is left alone
+        until it changes there)."""
         plan = plan_drains({n: p.spec for n, p in pools.items()}, nodes, now, classified)
         self._node_due = plan.recheck_at
         by_name = {n.name: n for n in nodes}
@@ -252,20 +289,20 @@ class Controller:
             events.setdefault(event.node, []).append(event)
         for action in plan.actions:
             node = by_name.get(action.node)
-            if self._node_busy(action.node, node, mono):
+            if self._node_busy(action.node, raw.get(action.node), mono):
                 continue
             decided_on = node.drain if node is not None else None
-            self._submit_node(action.node, node, mono, Task(
+            self._submit_node(action.node, raw.get(action.node), mono, Task(
                 f"{action.kind.lower()} node {action.node}", Priority.URGENT,
                 lambda a=action, d=decided_on: _changed_or_stale(
-                    node_effects.apply_action(self.kube, a, d, events.get(a.node, []), now))))
+                    node_effects.apply_action(self.kube, a, d, events.get(a.node, []), now))), action.record)
         acted = {a.node for a in plan.actions}
         for node in nodes:  # drained nodes whose other pods have not all gone yet
             record = node.drain
-            if record is None or record.others_evicted or node.name in acted or self._node_busy(node.name, node,
-                                                                                                  mono):
+            if record is None or record.others_evicted or node.name in acted or self._node_busy(
+                    node.name, raw.get(node.name), mono):
                 continue
-            self._submit_node(node.name, node, mono, Task(
+            self._submit_node(node.name, raw.get(node.name), mono, Task(
                 f"evict the other pods of node {node.name}", Priority.NORMAL,
                 lambda n=node.name, r=record: node_effects.finish_eviction(self.kube, n, r)))
         held: dict[str, dict] = {}
@@ -279,11 +316,21 @@ class Controller:
         acted = self._nodes_acted.get(name)
         return acted is not None and acted[0] is node and mono - acted[1] < NODE_RETRY_S
 
-    def _submit_node(self, name: str, node: ObservedNode | None, mono: float, task: Task) -> None:
+    def _submit_node(self, name: str, node: ObservedNode | None, mono: float, task: Task,
+                     writes: DrainRecord | bool | None = False) -> None:
+        """`writes`: the drain record the task writes (None: it removes it); False: it writes none."""
         self._nodes_acted[name] = (node, mono)
+        if writes is not False:
+            self._own_drains[name] = (writes, None)
 
         def done(error: BaseException | None) -> None:
-            if error is None or isinstance(error, Fenced):
+            if error is None:
+                if (own := self._own_drains.get(name)) is not None and own[0] == writes:
+                    self._own_drains[name] = (writes, self.clock())  # the watch's lag counts from here
+                return
+            if writes is not False:
+                self._own_drains.pop(name, None)  # not written (or stale): what the watch shows is the truth
+            if isinstance(error, Fenced):
                 return
             if not isinstance(error, _Stale):
                 log.warning("%s failed: %s", task.name, describe(error))
@@ -530,8 +577,11 @@ class Controller:
         for name in list(self._memos):
             if name not in observed.pools:
                 del self._memos[name]
-        for node in set(self._nodes_acted) - {n.name for n in observed.nodes}:
+        names = {n.name for n in observed.nodes}
+        for node in set(self._nodes_acted) - names:
             del self._nodes_acted[node]
+        for node in set(self._own_drains) - names:
+            self._own_drains.pop(node, None)
 
     def stop(self) -> None:
         self.applier.stop()
