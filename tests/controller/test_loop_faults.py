@@ -320,3 +320,18 @@ def test_a_change_seen_while_a_pass_decides_makes_another_pass(world: World, con
     settle(c)
     world.mono += 1
     assert c.due()
+
+
+def test_a_work_that_finishes_wakes_the_loop(world: World, controllers: list) -> None:
+    """The watch can show a job's last change (its pods, its status) while its work is still in flight: that
+    pass leaves the job settling, and no later event would decide it again before the expectation timeout.
+    So every finished work makes another pass, at once."""
+    woken: list[int] = []
+    c = new(world, controllers, wake=lambda: woken.append(1))
+    checked(world, c)
+    c.observing()
+    c.run_pass(world.observe(), world.now)  # places the gang: a status write and four pod creates
+    woken.clear()
+    settle(c)
+    world.mono += 1
+    assert woken and c.due()

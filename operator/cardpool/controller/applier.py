@@ -68,8 +68,10 @@ class _Run:
 
 
 class Applier:
-    def __init__(self, workers: int, fence: Callable[[], bool] = lambda: True, name: str = "cardpool-apply"):
-        self._fence = fence
+    def __init__(self, workers: int, fence: Callable[[], bool] = lambda: True, name: str = "cardpool-apply",
+                 finished: Callable[[], None] = lambda: None):
+        """`finished`: called after each work's `done` (from a worker thread)."""
+        self._fence, self._finished = fence, finished
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._queue: list[tuple[int, int, Task, _Run]] = []
@@ -201,3 +203,4 @@ class Applier:
         if error is None:
             for follower in work.then:
                 self.submit(follower)
+        self._finished()

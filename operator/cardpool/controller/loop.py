@@ -9,11 +9,11 @@ attempt and placement are recorded before any of its pods exists), then deletion
 verdicts and the attempt's Service and ConfigMap, then its pods, all at once. A pool's status that records
 defragmentation moves is written before any moved job stops, so a crash in between loses no move.
 
-The pass runs when something it reads changed, when a time-based rule it looked at comes due, when a
-settling job could settle by time, and at least every `resync` seconds (a safety net, as controller-runtime's
-SyncPeriod: with nothing changing and nothing due, a pass would decide nothing new); and no more often than
-every `min_interval` seconds, so a burst of watch events costs a few passes, not one per event. A plan memo makes
-the pass's cost grow with what changed (see cardpool.core.pool.PlanMemo).
+The pass runs when something it reads changed or a work it handed over finished, when a time-based rule it
+looked at comes due, when a settling job could settle by time, and at least every `resync` seconds (a safety
+net, as controller-runtime's SyncPeriod: with nothing changing and nothing due, a pass would decide nothing
+new); and no more often than every `min_interval` seconds, so a burst of watch events costs a few passes, not
+one per event. A plan memo makes the pass's cost grow with what changed (see cardpool.core.pool.PlanMemo).
 """
 
 from __future__ import annotations
@@ -122,7 +122,9 @@ class Controller:
         self.leading = leading
         self.resync, self.min_interval = resync, min_interval
         self.clock = clock
-        self.applier = Applier(workers, fence=leading)
+        # a finished work wakes the loop: its object's last watch event may have come while it was in flight
+        # (the pass then left the object settling), and no later event would come to decide it again
+        self.applier = Applier(workers, fence=leading, finished=lambda: self.changed())
         self.expectations = Expectations(timeout=expectation_timeout)
         self._wake = wake
         self._dirty = threading.Event()
@@ -334,8 +336,7 @@ class Controller:
                 return
             if not isinstance(error, _Stale):
                 log.warning("%s failed: %s", task.name, describe(error))
-            self._nodes_acted.pop(name, None)
-            self._dirty.set()  # decided again on what the watch shows now
+            self._nodes_acted.pop(name, None)  # decided again on what the watch shows now
 
         self.applier.submit(Work(f"node/{name}", [[task]], done))
 
@@ -497,8 +498,6 @@ class Controller:
                 self.expectations.forget([key])  # deleted: nothing to wait for
             else:
                 self.expectations.finished(key, self.clock(), error, conflict)
-            if error is not None:
-                self._dirty.set()  # decide again once its backoff ends or the watch shows the newer version
         return Work(key, stages, done)
 
     def _create_pod(self, job: ObservedJob, pool_name: str, pool: CardPoolSpec, slot) -> None:
@@ -525,7 +524,6 @@ class Controller:
             self.expectations.finished(key, self.clock(), error)
             if error is not None:  # the moves were not recorded, so none is made: decide them again
                 self.expectations.forget([work.key for work in chained])
-                self._dirty.set()
         self.applier.submit(Work(key, stages, done, then=chained))
 
     def _missing_pools(self, observed: Observations, pools: dict[str, _Pool], now: datetime, mono: float) -> None:
@@ -559,7 +557,6 @@ class Controller:
             def done(error: BaseException | None, key: str = key) -> None:
                 if error is not None:
                     self._orphans.discard(key)
-                    self._dirty.set()
                     if not isinstance(error, Fenced):
                         log.warning("the verdict on %s failed: %s", key, describe(error))
             self.applier.submit(Work(key, [[Task(f"verdict on checkpoint {namespace}/{verdict.checkpoint}",
