@@ -11,7 +11,7 @@ KUBECTL = $$(bash e2e/cluster/build-binaries.sh)/kubectl --kubeconfig $(KUBECONF
 OPERATOR_HEALTH := http://127.0.0.1:16480/healthz
 CRD_FILES := $(wildcard crds/cardpool.io_*.yaml)
 
-.PHONY: up down test unit e2e bench kubeconfig bindir binaries deps venv lint operator lock crds
+.PHONY: up down test unit e2e bench kubeconfig bindir binaries deps venv lint operator lock crds image
 
 ## up: local cluster + small heterogeneous fleet + CRDs + the operator, all running in the background
 up: deps venv binaries
@@ -63,6 +63,11 @@ bench: deps venv binaries
 	$(PY) -m cardpool.bench defrag
 	$(PY) -m clusterbench scale
 	$(PY) -m localkube bench
+
+## image: the operator image, built without any registry from Debian's packages and the pinned wheels
+## (image/build.sh, cached by its inputs); prints its name, OCI archive, size and digest
+image: deps venv
+	@bash image/build.sh
 
 kubeconfig:
 	@echo $(KUBECONFIG_PATH)
