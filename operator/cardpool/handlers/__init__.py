@@ -7,8 +7,9 @@ are kept.
 
 kopf's timers and daemons put finalizers on the objects they serve, which would block deleting a
 TrainingJob or CardPool while the operator is down. So the pass loop is a task of the operator, not of an
-object: index handlers tell the controller that something changed, and the loop runs a pass (in a thread of
-its own, off the event loop that answers the liveness probe) on a copy of the indexes taken at one instant.
+object: event handlers (run after kopf updated its indexes) tell the controller that something changed, and
+the loop runs a pass (in a thread of its own, off the event loop that answers the liveness probe) on a copy
+of the indexes taken at one instant.
 Only the replica holding the Lease acts.
 
 Run with `kopf run --standalone --all-namespaces -m cardpool.handlers` (what `make operator` does).
@@ -66,6 +67,8 @@ class Runtime:
     """Running pods of other workloads that request cards: node and card requests only."""
     indexes: tuple[kopf.Index, ...] | None = None
     seen_nodes: dict[str, ObservedNode] = field(default_factory=dict)
+    changed_nodes: set[str] = field(default_factory=set)
+    """Nodes whose indexed value changed; their event handler wakes the pass (see `indexed`)."""
     tasks: list[asyncio.Task] = field(default_factory=list)
     _pods_copy: tuple[int, dict] = (-1, {})
     _foreign_copy: tuple[int, dict] = (-1, {})
@@ -142,25 +145,19 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     await loop.run_in_executor(None, runtime.foreign.stop)
 
 
-def _changed(memo: kopf.Memo) -> None:
-    if (runtime := _runtime(memo)) is not None:
-        runtime.controller.changed()
-
-
 @kopf.index("nodes")
 def nodes_index(body: kopf.Body, name: str, memo: kopf.Memo, **_: Any) -> dict:
     node = observe.node(body)
     runtime = _runtime(memo)
     if runtime is not None and runtime.seen_nodes.get(name) != node:  # not on every status heartbeat
         runtime.seen_nodes[name] = node
-        runtime.controller.changed()
+        runtime.changed_nodes.add(name)
     return {name: node}
 
 
 @kopf.index(GROUP, VERSION, "trainingjobs")
-def jobs_index(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> dict:
+def jobs_index(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, **_: Any) -> dict:
     """Parsed once per version of the job, here, not on every pass."""
-    _changed(memo)
     try:
         return {spec.get("pool"): observe.job(body)}
     except ValueError as exc:  # admission validated it; a spec that still fails parsing is reported
@@ -169,33 +166,50 @@ def jobs_index(body: kopf.Body, spec: kopf.Spec, namespace: str, name: str, memo
 
 
 @kopf.index(GROUP, VERSION, "cardpools")
-def pools_index(body: kopf.Body, name: str, memo: kopf.Memo, **_: Any) -> dict:
-    _changed(memo)
+def pools_index(body: kopf.Body, name: str, **_: Any) -> dict:
     return {name: dict(body)}
 
 
 @kopf.index("policy", "v1", "poddisruptionbudgets")
-def budgets_index(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> dict:
-    _changed(memo)
+def budgets_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict:
     return {(namespace, name): observe.budget(body)}
 
 
 @kopf.index(GROUP, VERSION, "checkpoints")
-def checkpoints_index(body: kopf.Body, namespace: str, spec: kopf.Spec, memo: kopf.Memo, **_: Any) -> dict:
-    _changed(memo)
+def checkpoints_index(body: kopf.Body, namespace: str, spec: kopf.Spec, **_: Any) -> dict:
     return {(namespace, spec.get("job")): observe.checkpoint(body)}
 
 
+# Changes wake the pass from event handlers, not from the index handlers: kopf stores an index handler's
+# result only after the handler returned (a sync one in a thread), so a pass woken from inside it could copy
+# the index without the change, clear the wake, and leave the change to the next resync. kopf runs event
+# handlers after the event's indexing, deletions included (whose index entries it drops without a handler).
 @kopf.on.event(GROUP, VERSION, "cardpools")
 @kopf.on.event(GROUP, VERSION, "trainingjobs")
 @kopf.on.event(GROUP, VERSION, "checkpoints")
-async def indexes_ready(nodes_index: kopf.Index, jobs_index: kopf.Index, pools_index: kopf.Index,
-                        checkpoints_index: kopf.Index, budgets_index: kopf.Index, memo: kopf.Memo,
-                        **_: Any) -> None:
+@kopf.on.event("policy", "v1", "poddisruptionbudgets")
+async def indexed(nodes_index: kopf.Index, jobs_index: kopf.Index, pools_index: kopf.Index,
+                  checkpoints_index: kopf.Index, budgets_index: kopf.Index, memo: kopf.Memo, **_: Any) -> None:
     # kopf runs event handlers only once its indexes are populated: from here on they are safe to read
     runtime = _runtime(memo)
-    if runtime is not None and runtime.indexes is None:
+    if runtime is None:
+        return
+    if runtime.indexes is None:
         runtime.indexes = (nodes_index, jobs_index, pools_index, checkpoints_index, budgets_index)
+    runtime.controller.changed()
+
+
+@kopf.on.event("nodes")
+async def node_indexed(name: str, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    runtime = _runtime(memo)
+    if runtime is None:
+        return
+    if type == "DELETED":
+        runtime.seen_nodes.pop(name, None)
+        runtime.changed_nodes.discard(name)
+        runtime.controller.changed()
+    elif name in runtime.changed_nodes:
+        runtime.changed_nodes.discard(name)
         runtime.controller.changed()
 
 
