@@ -58,6 +58,7 @@ e2e: deps venv binaries
 bench: deps venv binaries
 	$(PY) -m cardpool.bench planner
 	$(PY) -m cardpool.bench pass
+	$(PY) -m cardpool.bench goodput
 	$(PY) -m clusterbench start
 	$(PY) -m clusterbench recovery
 	$(PY) -m cardpool.bench defrag
