@@ -258,8 +258,8 @@ def test_the_kustomize_base_and_overlays_build(kube: Kube, overlay: str, replica
     objects = list(yaml.safe_load_all(kube.run("kustomize", str(REPO / overlay)).stdout))
     kinds = sorted({o["kind"] for o in objects})
     assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Namespace",
-                     "Role", "RoleBinding", "ServiceAccount", "ValidatingAdmissionPolicy",
-                     "ValidatingAdmissionPolicyBinding"]
+                     "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount",
+                     "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"]
     deployment = next(o for o in objects if o["kind"] == "Deployment")
     assert deployment["spec"]["replicas"] == replicas
     # the status-writers policy names the very ServiceAccount the build installs and the operator runs as
