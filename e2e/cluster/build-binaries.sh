@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local cluster's binaries (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
-# etcd, kwok) and the kstatus checker from the pinned Go modules under e2e/{k8s,etcd,kwok,kstatus} and
-# prints the folder that holds them.
+# etcd, kwok), the kstatus checker and helm from the pinned Go modules under e2e/{k8s,etcd,kwok,kstatus,helm}
+# and prints the folder that holds them.
 #
 # Each component is cached outside the clone under $CARDPOOL_CACHE (default ~/.cache/cardpool), keyed by
 # its pinned version and a hash of its go.mod + go.sum + the Go version, so it is rebuilt only when a pin
@@ -68,14 +68,27 @@ kstatus=$(pinned kstatus sigs.k8s.io/cli-utils)
 build kstatus "$kstatus" "" .
 kstatus_out=$out
 
+# helm (e2e/test_helm.py), with its release flags: its version, and the Kubernetes version `helm template` and
+# `helm lint` assume (that of its client-go, v0.N -> 1.N, as helm's Makefile derives it). Cold, with an empty
+# Go build cache: 4.3 min on 2 cores shared with other work (2.5 min of CPU)
+helm=$(pinned helm helm.sh/helm/v3)
+helm_kube=$(pinned helm k8s.io/client-go); helm_kube=${helm_kube#v0.}; helm_kube=${helm_kube%%.*}
+hflags="-X helm.sh/helm/v3/internal/version.version=$helm -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+  hflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$helm_kube"
+done
+build helm "$helm" "$hflags" helm.sh/helm/v3/cmd/helm
+helm_out=$out
+
 # One folder with every binary, named after the component keys.
-bin="$cache/bin/$(basename "$k8s_out")_$(basename "$etcd_out")_$(basename "$kwok_out")_$(basename "$kstatus_out")"
+bin="$cache/bin/$(basename "$k8s_out")_$(basename "$etcd_out")_$(basename "$kwok_out")_$(basename "$kstatus_out")_$(basename "$helm_out")"
 if [[ ! -d "$bin" ]]; then
   mkdir -p "$bin.tmp"
   for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do ln -sf "$k8s_out/$b" "$bin.tmp/$b"; done
   ln -sf "$etcd_out/etcd" "$bin.tmp/etcd"
   ln -sf "$kwok_out/kwok" "$bin.tmp/kwok"
   ln -sf "$kstatus_out/kstatus" "$bin.tmp/kstatus"
+  ln -sf "$helm_out/helm" "$bin.tmp/helm"
   rm -rf "$bin"; mv "$bin.tmp" "$bin"
 fi
 echo "$bin"

@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "e2e" / "cluster" / "build-binaries.sh"
 KWOK_CONFIG = REPO / "e2e" / "cluster" / "kwok.yaml"
 FLEETS = REPO / "e2e" / "fleets"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kstatus")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kstatus",
+            "helm")
 
 
 @dataclass(frozen=True)
