@@ -90,7 +90,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-## crds: regenerate crds/, manifests/admission/ and docs/api.md from the models in cardpool.api
+## crds: regenerate crds/, manifests/admission/ and docs/api.md from the models in cardpool.api, and the Helm
+## chart's copies of them and of manifests/ (charts/cardpool/files/)
 crds: venv
 	$(PY) -m cardpool.api.crdgen
 

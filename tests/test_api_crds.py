@@ -95,6 +95,29 @@ def test_check_mode_reports_drift(tmp_path, monkeypatch) -> None:
     assert (tmp_path / target.name).read_text() == "changed\n"
 
 
+def test_a_chart_copy_whose_source_went_away_is_stale_and_removed(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "files" / "admission"
+    folder.mkdir(parents=True)
+    (folder / "kept.yaml").write_text("kept\n")
+    (folder / "dropped.yaml").write_text("a policy no longer in manifests/admission\n")
+    monkeypatch.setattr(crdgen, "CHART_FILES", tmp_path / "files")
+    monkeypatch.setattr(crdgen, "generated", lambda: {folder / "kept.yaml": "kept\n"})
+    assert crdgen.main(["--check"]) == 1 and (folder / "dropped.yaml").exists()
+    assert crdgen.main([]) == 0 and sorted(p.name for p in folder.iterdir()) == ["kept.yaml"]
+    assert crdgen.main(["--check"]) == 0
+
+
+def test_the_chart_copies_every_crd_admission_policy_and_role_of_the_kustomize_install() -> None:
+    copies = {p.relative_to(crdgen.CHART_FILES).as_posix(): text for p, text in crdgen.generated().items()
+              if p.is_relative_to(crdgen.CHART_FILES)}
+    assert sorted(copies) == [
+        "admission/status-writers.yaml", "admission/trainer-progress.yaml", "admission/trainingjob-accelerators.yaml",
+        "crds/cardpool.io_cardpools.yaml", "crds/cardpool.io_checkpoints.yaml", "crds/cardpool.io_trainingjobs.yaml",
+        "rbac/rbac.yaml", "rbac/trainer-role.yaml"]
+    source = ROOT / "manifests" / "operator" / "rbac.yaml"
+    assert copies["rbac/rbac.yaml"].endswith(source.read_text()) and "edit that file" in copies["rbac/rbac.yaml"]
+
+
 def cells(row: str) -> list[str]:
     """The cells of a Markdown table row: split at every `|` not escaped as `\\|`."""
     return [c.strip() for c in re.split(r"(?<!\\)\|", row.strip())[1:-1]]

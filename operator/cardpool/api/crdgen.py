@@ -1,7 +1,8 @@
-"""Generate the CRDs (crds/*.yaml) and the field reference (docs/api.md) from the pydantic models.
+"""Generate the CRDs (crds/*.yaml) and the field reference (docs/api.md) from the pydantic models, and the
+Helm chart's copies of the CRDs and of the manifests it renders unchanged (charts/cardpool/files/).
 
-    python -m cardpool.api.crdgen           # write crds/ and docs/api.md
-    python -m cardpool.api.crdgen --check   # exit 1 if they differ from the models
+    python -m cardpool.api.crdgen           # write crds/, docs/api.md and the chart's copies
+    python -m cardpool.api.crdgen --check   # exit 1 if they differ from the models and manifests/
 
 Pydantic's JSON schema becomes a structural OpenAPI v3 schema: references inlined, optional fields plain,
 exclusive bounds in OpenAPI 3.0 form, titles dropped, descriptions kept (so `kubectl explain` explains).
@@ -431,27 +432,72 @@ def phase_table() -> list[str]:
             "status.observedGeneration 0 until the operator first writes its status: kstatus InProgress.", ""]
 
 
+# ---- the Helm chart's copies ------------------------------------------------------------------------------
+
+CHART_FILES = REPO / "charts" / "cardpool" / "files"
+# manifests/operator files the chart templates itself, for its values (e2e/test_helm.py compares the renders)
+CHART_TEMPLATED = frozenset({"namespace.yaml", "deployment.yaml", "pdb.yaml", "service.yaml"})
+
+
+def _resources(kustomization: Path) -> list[Path]:
+    return [kustomization.parent / name for name in yaml.safe_load(kustomization.read_text())["resources"]]
+
+
+def chart_files(sources: dict[Path, str]) -> dict[Path, str]:
+    """The chart renders these copies as they are (templates/_helpers.tpl, cardpool.fromFiles), so one source
+    holds each object: the CRDs, every admission policy and the RBAC of manifests/operator. `sources` are the
+    generated files, read from here rather than from disk so one run writes both."""
+    manifests = REPO / "manifests"
+    groups = {
+        "crds": sorted(p for p in sources if p.parent == REPO / "crds" and p.name != "kustomization.yaml"),
+        "admission": _resources(manifests / "admission" / "kustomization.yaml"),
+        "rbac": [p for p in _resources(manifests / "operator" / "kustomization.yaml") if p.name not in CHART_TEMPLATED],
+    }
+    out = {}
+    for folder, paths in groups.items():
+        for path in paths:
+            text = sources[path] if path in sources else path.read_text()
+            header = f"# A copy of {path.relative_to(REPO)} made by `python -m cardpool.api.crdgen`; edit that file.\n"
+            out[CHART_FILES / folder / path.name] = header + text
+    return out
+
+
+def chart_leftovers(files: dict[Path, str]) -> list[Path]:
+    """Files in the chart's copy folders that `files` does not make: the chart renders every file there, so a
+    copy whose source went away (a policy dropped from manifests/admission) must go too."""
+    folders = {path.parent for path in files if path.is_relative_to(CHART_FILES)}
+    return sorted(p for folder in folders for p in folder.iterdir() if p.is_file() and p not in files)
+
+
 def generated() -> dict[Path, str]:
-    return {**crd_files(), **policy_file(), REPO / "docs" / "api.md": reference()}
+    sources = {**crd_files(), **policy_file()}
+    return {**sources, **chart_files(sources), REPO / "docs" / "api.md": reference()}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cardpool.api.crdgen", description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if crds/ or docs/api.md are out of date")
+    parser.add_argument("--check", action="store_true",
+                        help="fail if crds/, docs/api.md or the chart's copies are out of date")
     args = parser.parse_args(argv)
+    files = generated()
     stale = []
-    for path, text in generated().items():
+    for path, text in files.items():
         current = path.read_text() if path.exists() else None
         if current != text:
             stale.append(path)
             if not args.check:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
+    leftovers = chart_leftovers(files)
+    for path in leftovers:
+        stale.append(path)
+        if not args.check:
+            path.unlink()
     for path in stale:
         shown = path.relative_to(REPO) if path.is_relative_to(REPO) else path
-        print(f"{'out of date' if args.check else 'wrote'}: {shown}")
+        verb = "removed" if path in leftovers else "wrote"
+        print(f"{'out of date' if args.check else verb}: {shown}")
     return 1 if (args.check and stale) else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
