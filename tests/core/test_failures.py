@@ -65,5 +65,5 @@ def test_the_rank_that_ended_first_is_the_root_cause() -> None:
 
 
 @pytest.mark.parametrize(("counted", "seconds"), [(1, 0), (2, 10), (3, 20), (4, 40), (8, 600), (30, 600)])
-def test_backoff_doubles_from_the_second_counted_restart(counted: int, seconds: int) -> None:
+def test_backoff_doubles_from_the_second_counted_failure_in_a_row(counted: int, seconds: int) -> None:
     assert backoff(FailurePolicy(), counted) == timedelta(seconds=seconds)

@@ -227,13 +227,34 @@ def test_each_attempt_is_recorded_with_its_size_resume_step_and_end() -> None:
 
 def test_a_repeated_counted_failure_waits_for_its_backoff() -> None:
     pods = [(1, 0, "Failed"), (1, 1, "Running"), (1, 2, "Running"), (1, 3, "Running")]
-    plan = plan_job(job(started(phase="Running", restarts={"counted": 2}), pods=pods, exit_code=1), NOW)
-    assert plan.status.restarts.counted == 3 and plan.status.not_before == NOW + timedelta(seconds=20)
+    plan = plan_job(job(started(phase="Running", restarts={"counted": 2}, failureStreak=2), pods=pods, exit_code=1),
+                    NOW)
+    assert plan.status.restarts.counted == 3 and plan.status.failure_streak == 3
+    assert plan.status.not_before == NOW + timedelta(seconds=20)
     waiting = job(plan.status.model_dump(by_alias=True, mode="json"))
     assert not needs_placement(waiting, NOW + timedelta(seconds=19))
     ready = next(c for c in plan_job(waiting, NOW + timedelta(seconds=5)).status.conditions if c.type == "Ready")
     assert ready.reason == "ExitCode1" and "backoff" in ready.message
     assert needs_placement(waiting, NOW + timedelta(seconds=20))
+
+
+@pytest.mark.parametrize(("ran_s", "streak_before", "streak_after", "delay_s"), [
+    (None, 6, 7, 320),  # never ran with all its workers: the row goes on
+    (30, 2, 3, 20),  # failed again after 30 s
+    (599, 7, 8, 600),  # the longest backoff
+    (600, 7, 1, 0),  # ran 10 minutes: a new row, restarted at once
+    (86400, 30, 1, 0),  # failed once a day: never waits
+])
+def test_the_backoff_doubles_with_failures_in_a_row_and_a_long_run_resets_it(
+        ran_s: int | None, streak_before: int, streak_after: int, delay_s: int) -> None:
+    running = None if ran_s is None else (NOW - timedelta(seconds=ran_s)).isoformat()
+    history = [{"attempt": 1, "workers": 4, "startTime": (NOW - timedelta(days=2)).isoformat(),
+                **({"runningTime": running} if running else {})}]
+    pods = [(1, 0, "Failed"), (1, 1, "Running"), (1, 2, "Running"), (1, 3, "Running")]
+    plan = plan_job(job(started(phase="Running", restarts={"counted": 5}, failureStreak=streak_before,
+                                history=history), pods=pods, exit_code=1), NOW)
+    assert plan.status.failure_streak == streak_after and plan.status.restarts.counted == 6
+    assert plan.status.not_before == (NOW + timedelta(seconds=delay_s) if delay_s else None)
 
 
 def test_a_fail_rule_ends_the_job_at_once() -> None:

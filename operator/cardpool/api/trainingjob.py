@@ -211,8 +211,9 @@ class FailurePolicy(ApiModel):
     The clock starts when all workers of the attempt run and restarts with each report; keep it well above
     the trainer's reporting interval (CARDPOOL_PROGRESS_INTERVAL_SECONDS, 30 s by default)."""
     backoff_seconds: int = Field(10, ge=0, le=3600)
-    """Delay before the second counted restart; it doubles with each further one, up to 10 minutes. The
-    first restart after a failure, and restarts that do not count, are immediate."""
+    """Delay before the second counted restart in a row; it doubles with each further one, up to 10 minutes.
+    The first restart after a failure, and restarts that do not count, are immediate; an attempt that ran 10
+    minutes or more before it failed starts a new row (as the kubelet resets a container's backoff)."""
 
 
 class TrainingJobSpec(ApiModel):
@@ -409,6 +410,9 @@ class TrainingJobStatus(ApiModel):
     """Since when room for a larger size has been free (growth waits spec.workers.size.growAfterSeconds)."""
     history: list[AttemptRecord] = Field(default_factory=list, max_length=20)
     """The latest attempts, oldest first (at most 20)."""
+    failure_streak: int = Field(0, ge=0)
+    """Counted failures in a row of attempts that each ran (all workers running) less than 10 minutes: the
+    restart backoff doubles with it (spec.failurePolicy.backoffSeconds)."""
     start_timeouts: int = Field(0, ge=0)
     """Gangs of this job rolled back for not starting within spec.startupTimeoutSeconds."""
     start_time: datetime | None = None

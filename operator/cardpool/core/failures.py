@@ -17,6 +17,8 @@ from cardpool.api.trainingjob import ExitCodeOperator, FailureAction, FailurePol
 from .observed import ObservedPod
 
 BACKOFF_MAX_S = 600
+BACKOFF_RESET_S = 600
+"""An attempt that ran this long before failing starts a new row of failures (the kubelet's reset is 10 min)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -87,9 +89,16 @@ def decide(failure: Failure, policy: FailurePolicy) -> Decision:
     return Decision(default, None)
 
 
-def backoff(policy: FailurePolicy, counted: int) -> timedelta:
-    """Delay before the restart numbered `counted` (counted restarts so far, this one included): none for the
+def backoff(policy: FailurePolicy, streak: int) -> timedelta:
+    """Delay before the restart after the `streak`th counted failure in a row (see streak): none for the
     first, then backoffSeconds doubling up to BACKOFF_MAX_S."""
-    if counted <= 1 or policy.backoff_seconds == 0:
+    if streak <= 1 or policy.backoff_seconds == 0:
         return timedelta(0)
-    return timedelta(seconds=min(policy.backoff_seconds * 2 ** (counted - 2), BACKOFF_MAX_S))
+    return timedelta(seconds=min(policy.backoff_seconds * 2 ** (streak - 2), BACKOFF_MAX_S))
+
+
+def streak(previous: int, ran_s: float) -> int:
+    """Counted failures in a row, this one included, when the failed attempt had run `ran_s` seconds with all
+    its workers: a run of BACKOFF_RESET_S or more starts a new row. Without it, a job that fails once a day
+    would wait the longest backoff after every failure from its seventh on."""
+    return 1 if ran_s >= BACKOFF_RESET_S else previous + 1

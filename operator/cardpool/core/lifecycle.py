@@ -34,7 +34,7 @@ from .checkpoints import Verdict, judge_checkpoints
 from .clock import Deadlines
 from .constraints import from_template
 from .events import Event
-from .failures import Failure, backoff, decide, first_failure
+from .failures import Failure, backoff, decide, first_failure, streak
 from .health import LOST
 from .observed import ObservedJob, ObservedPod, PodRefusal
 from .placement import Placement
@@ -413,7 +413,11 @@ def _fail_attempt(job: ObservedJob, status: TrainingJobStatus, failure: Failure,
         return Phase.FAILED, "RestartBudgetSpent", message
     if decision.counted:
         status.restarts.counted += 1
-        delay = backoff(policy, status.restarts.counted)
+        last = status.history[-1] if status.history else None
+        ran = (now - last.running_time).total_seconds() if (
+            last is not None and last.attempt == status.attempt and last.running_time is not None) else 0.0
+        status.failure_streak = streak(status.failure_streak, ran)
+        delay = backoff(policy, status.failure_streak)
         status.not_before = now + delay if delay else None
     else:
         status.restarts.uncounted += 1
