@@ -1,13 +1,14 @@
 """The `cardpool` command (also `kubectl cardpool`): pools and jobs at a glance, job stories, pool capacity,
-drain requests.
+drain requests; and offline, capacity planning (`simulate`, in cli/simulate.py).
 
 Follows kubectl's conventions: --kubeconfig (else $KUBECONFIG, else ~/.kube/config), --context,
 -n/--namespace (else the context's namespace), -A/--all-namespaces, -o table|json|yaml, before or after the
 subcommand. Every error names what it is about (the node, the job and its namespace, the pool, the file).
 Exit codes: 0 done (also a drain asked again: it is in effect), 1 failed (the API could not be reached or
 refused, the output could not be written, a request nothing would act on: a drain of a node no CardPool
-selects, an undrain with no drain request to withdraw), 2 bad usage, 3 not found; 141 when the reader of the
-output went away (`| head`), silently, as a Unix tool killed by SIGPIPE; 130 on Ctrl-C outside --watch.
+selects, an undrain with no drain request to withdraw), 2 bad usage (also an input file simulate cannot use),
+3 not found; 141 when the reader of the output went away (`| head`), silently, as a Unix tool killed by
+SIGPIPE; 130 on Ctrl-C outside --watch.
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ def _main(args: argparse.Namespace) -> int:
         with writing():
             print(f"cardpool {__version__}", flush=True)
         return OK
+    if args.command == "simulate":  # offline: no kubeconfig, no cluster
+        from . import simulate
+
+        return simulate.run(args)
     import urllib3
     from kubernetes import client, config
     from kubernetes.client.exceptions import ApiException

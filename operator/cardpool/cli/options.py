@@ -22,6 +22,33 @@ DEFAULT_WATCH_SECONDS = 2.0
 WATCH_FLAGS = ("-w", "--watch")
 
 
+def hours(text: str) -> float:
+    return _positive(text, "hours")
+
+
+def share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1")
+    return value
+
+
+def interval(text: str) -> float | None:
+    """`advised` (None: the Young/Daly interval) or seconds."""
+    return None if text.strip().lower() == "advised" else seconds(text)
+
+
+def at_least_zero(text: str) -> float:
+    """Seconds, 0 or more."""
+    try:
+        return 0.0 if float(text) == 0 else seconds(text)
+    except ValueError:
+        return seconds(text)
+
+
 def phase(text: str) -> str:
     """A job phase, any case -> its canonical spelling."""
     found = next((p for p in PHASES if p.lower() == text.strip().lower()), None)
@@ -30,14 +57,18 @@ def phase(text: str) -> str:
     return found
 
 
-def seconds(text: str) -> float:
+def _positive(text: str, unit: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of {unit}")
     return value
+
+
+def seconds(text: str) -> float:
+    return _positive(text, "seconds")
 
 
 def _is_number(text: str) -> bool:
@@ -128,13 +159,51 @@ def parser() -> argparse.ArgumentParser:
     drain.add_argument("node")
     drain.add_argument("--reason", help="why, shown in the node's drain record and events")
     command("undrain", "withdraw a drain request; the operator returns the node").add_argument("node")
+    _simulate(command("simulate", "capacity planning: a pool, a fleet and a job trace through seeded failures, "
+                                  "the operator's own pass deciding (offline: no cluster)"))
     return top
+
+
+def _simulate(parser: argparse.ArgumentParser) -> None:
+    files = parser.add_argument_group("inputs (formats: docs/simulate.md)")
+    files.add_argument("--pool", required=True, metavar="POOL.yaml", help="a CardPool manifest")
+    files.add_argument("--nodes", required=True, metavar="FLEET.yaml", help="nodes per group of the pool")
+    files.add_argument("--jobs", required=True, metavar="TRACE", help="the job trace, .csv or .yaml")
+    run = parser.add_argument_group("the run")
+    run.add_argument("--hours", type=hours, default=168.0, help="simulated hours (default 168, a week)")
+    run.add_argument("--seed", type=int, default=1, help="seed of the failures (default 1)")
+    faults = parser.add_argument_group("failures")
+    faults.add_argument("--failures", choices=("none", "default"), default="default",
+                        help="none, or default: published mix and rates, one interruption per 30,000 card-hours "
+                             "(default)")
+    faults.add_argument("--mtbf-hours", type=hours, metavar="H",
+                        help="hours between interruptions over the whole fleet (instead of the default rate)")
+    faults.add_argument("--repair-hours", type=hours, metavar="H", help="a node or card back after H (default 4)")
+    faults.add_argument("--rack-share", type=share, metavar="F",
+                        help="share of node faults that take the node's whole rack (default 0)")
+    trainer = parser.add_argument_group("trainer")
+    trainer.add_argument("--save-seconds", type=seconds, default=1.0, metavar="S",
+                         help="training stopped by each checkpoint save (default 1: asynchronous, in memory)")
+    trainer.add_argument("--interval", type=interval, default=None, metavar="advised|S",
+                         help="seconds of training between saves, or advised: Young/Daly for the cards an attempt "
+                              "holds (default)")
+    trainer.add_argument("--restart-seconds", type=at_least_zero, default=60.0, metavar="S",
+                         help="from an attempt's last pod running to training: rendezvous, checkpoint load "
+                              "(default 60)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", metavar="OUT.json", help="write every figure as JSON")
+    out.add_argument("--plots", metavar="DIR", help="write SVG plots: utilisation, queue, ETTR, lost work")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """Raises SystemExit as argparse does (2 after printing the usage error, 0 after --help/--version)."""
     top = parser()
     args = top.parse_args(attach_watch_seconds(argv))
-    if args.watch and args.command in ("drain", "undrain"):
+    if args.watch and args.command in ("drain", "undrain", "simulate"):
         top.error(f"--watch does not apply to {args.command}")
+    if args.command == "simulate" and args.failures == "none":
+        given = [flag for flag, value in (("--mtbf-hours", args.mtbf_hours), ("--repair-hours", args.repair_hours),
+                                          ("--rack-share", args.rack_share)) if value is not None]
+        if given:
+            top.error(f"simulate: {', '.join(given)} does not apply with --failures none")
     return args
