@@ -158,11 +158,9 @@ def jobs_table(figures: dict) -> Table:
     return table
 
 
-def pool_table(figures: dict) -> Table:
+def pool_lines(figures: dict) -> Text:
+    """The pool's figures, a line each (as text, not a table: no padding after the longest line)."""
     pool = figures["pool"]
-    table = Table(box=None, pad_edge=False, show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
     jobs = len(figures["jobs"])
     unfinished = jobs - pool["jobs_succeeded"] - pool["jobs_failed"]
     rows = [
@@ -181,12 +179,15 @@ def pool_table(figures: dict) -> Table:
             f"{cause} {v['lost_h']:.1f} h in {v['interruptions']}" for cause, v in figures["losses"].items())
             or "none")),
     ]
-    for key, value in rows:
-        table.add_row(key, value)
-    return table
+    width = max(len(key) for key, _ in rows) + 2
+    text = Text()
+    for i, (key, value) in enumerate(rows):
+        text.append(key.ljust(width), style="bold")
+        text.append(value + ("\n" if i < len(rows) - 1 else ""))
+    return text
 
 
 def view(figures: dict, wall_s: float) -> Group:
     passes = figures["pool"]["passes"]
-    return Group(Text(heading(figures)), Text(""), jobs_table(figures), Text(""), pool_table(figures), Text(""),
+    return Group(Text(heading(figures)), Text(""), jobs_table(figures), Text(""), pool_lines(figures), Text(""),
                  Text(f"simulated in {wall_s:.1f} s ({passes:,} passes of the operator)", style="dim"))
