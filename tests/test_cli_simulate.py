@@ -157,6 +157,18 @@ def test_one_job_alone_spends_its_time_as_worked_out_by_hand(capsys, tmp_path: P
     assert job["lost_h"] == 0 and job["steps_kept"] == 3600
 
 
+def test_jobs_arriving_after_the_horizon_are_reported_as_not_submitted(capsys) -> None:
+    code, out, _ = simulate(capsys, "--hours", "50", "-o", "json")
+    assert code == cli.OK
+    figures = json.loads(out)
+    phases = {j["name"]: j["phase"] for j in figures["jobs"]}
+    assert len(phases) == 20
+    assert [n for n, p in phases.items() if p == "NotSubmitted"] == ["mlu-finetune", "late-sft"]  # at 60 h, 96 h
+    assert figures["pool"]["jobs_not_submitted"] == 2 and figures["pool"]["jobs_never_placed"] >= 2
+    late = next(j for j in figures["jobs"] if j["name"] == "late-sft")
+    assert late["ettr"] is None and late["first_placed_h"] is None and late["progress"] == 0
+
+
 BAD_INPUT = [
     ("a missing pool file", ["--pool", "nope.yaml"], "cardpool: nope.yaml: cannot read it: No such file"),
     ("a fleet group the pool lacks", ["--nodes", "FLEET_BAD"], "groups[0].name: the pool has no nodeGroup 'h900'"),

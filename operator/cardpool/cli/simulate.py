@@ -169,7 +169,8 @@ def pool_lines(figures: dict) -> Text:
         ("queue", f"{pool['mean_queue_length']:.2f} jobs waiting (mean), {pool['max_queue_length']} at most"),
         ("fragmentation", f"{pool['mean_fragmentation_percent']:.1f}% of free cards (mean)"),
         ("jobs", f"{pool['jobs_succeeded']} succeeded, {pool['jobs_failed']} failed, {unfinished} unfinished "
-                 f"({pool['jobs_never_placed']} never placed) of {jobs}"),
+                 f"({pool['jobs_never_placed']} never placed, {pool['jobs_not_submitted']} of them arriving after "
+                 f"the horizon) of {jobs}"),
         ("ETTR", f"{_ratio(pool['mean_ettr'])} mean, {_ratio(pool['min_ettr'])} lowest"),
         ("waited", f"{_h(pool['mean_queue_delay_h'])} h mean, {_h(pool['max_queue_delay_h'])} h longest, "
                    "from arrival to first placement"),

@@ -16,7 +16,10 @@ from cardpool.core.observed import ObservedJob
 
 from .faults import HOUR
 from .scenario import Scenario
-from .world import JobRecord, World
+from .world import NAMESPACE, JobRecord, World
+
+NOT_SUBMITTED = "NotSubmitted"
+"""The phase of a job whose arrival is after the horizon."""
 
 
 def _r(value: float | None, digits: int = 4) -> float | None:
@@ -65,6 +68,9 @@ def figures(scenario: Scenario, world: World) -> dict:
     jobs = []
     for key, rec in world.records.items():
         jobs.append(job_row(rec, world.t, ran_on(world.jobs.get(key))))
+    for trace in scenario.jobs:  # arriving after the horizon: never submitted, still the plan's
+        if f"{NAMESPACE}/{trace.name}" not in world.records:
+            jobs.append(job_row(JobRecord(trace, phase=NOT_SUBMITTED), world.t, []))
     jobs.sort(key=lambda j: (j["arrival_h"], j["name"]))
     samples = world.samples
     losses: dict[str, dict] = {}
@@ -104,6 +110,7 @@ def figures(scenario: Scenario, world: World) -> dict:
             "jobs_succeeded": sum(1 for j in jobs if j["phase"] == "Succeeded"),
             "jobs_failed": sum(1 for j in jobs if j["phase"] == "Failed"),
             "jobs_never_placed": sum(1 for j in jobs if j["first_placed_h"] is None),
+            "jobs_not_submitted": sum(1 for j in jobs if j["phase"] == NOT_SUBMITTED),
             "mean_ettr": _r(fmean(j["ettr"] for j in started)) if started else None,
             "min_ettr": min((j["ettr"] for j in started), default=None),
             "mean_queue_delay_h": _r(fmean(delays), 3) if delays else None,
