@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 
+from cardpool.api.cardpool import CardPoolStatus, DefragmentationStatus, Migration
 from cardpool.api.trainingjob import Phase
 from cardpool.core.observed import ObservedJob, ObservedNode, ObservedPod
 from cardpool.core.pool import reconcile_pool
@@ -84,6 +85,28 @@ def test_the_budget_holds_a_plan_back() -> None:
                           [*FRAGMENTED, gang()], NOW)
     assert not [p for p in plan.jobs if p.status.phase == Phase.RESTARTING]
     assert "needs 1 moves; the budget allows 0" in plan.status.defragmentation.waiting
+
+
+def moved_before(*moves: tuple[str, str], minutes_ago: float = 30) -> CardPoolStatus:
+    """A pool status recording earlier moves: (job, the job it made room for)."""
+    when = NOW - timedelta(minutes=minutes_ago)
+    return CardPoolStatus(defragmentation=DefragmentationStatus(migrations=[
+        Migration(job=job_, made_room_for=for_, time=when, from_nodes=[], to_nodes=[]) for job_, for_ in moves]))
+
+
+@pytest.mark.parametrize(("earlier", "minutes_ago", "moved"), [
+    ((), 30, "ns/s0"),  # nothing moved before: the freshest checkpoint goes
+    ((("ns/s0", "ns/other"),), 30, "ns/s1"),  # s0 was moved this hour: the next freshest goes
+    ((("ns/s0", "ns/other"),), 61, "ns/s0"),  # an hour later it may move again
+    ((("ns/gang", "ns/s0"),), 30, "ns/s1"),  # the gang was moved for s0: s0 is not moved for the gang
+    ((("ns/s0", "ns/x"), ("ns/s1", "ns/x"), ("ns/s2", "ns/x"), ("ns/s3", "ns/x")), 30, None),  # nobody left
+])
+def test_no_job_is_moved_twice_in_an_hour_nor_for_the_job_moved_for_it(
+        earlier: tuple, minutes_ago: float, moved: str | None) -> None:
+    plan = reconcile_pool(pool(max_migrations_per_hour=20), 1, moved_before(*earlier, minutes_ago=minutes_ago),
+                          NODES, [*FRAGMENTED, gang()], NOW)
+    restarting = [p.job for p in plan.jobs if p.status.phase == Phase.RESTARTING]
+    assert restarting == ([moved] if moved else [])
 
 
 def test_a_dry_run_reports_the_plan_and_moves_nothing() -> None:

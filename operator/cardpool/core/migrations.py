@@ -5,6 +5,9 @@
   checkpoint, allow migration (spec.placement.allowMigration), and are elastic when the pool moves only
   elastic jobs.
 - Jobs whose pods a PodDisruptionBudget protects (fewer disruptions allowed than the job has pods) stay.
+- A job moved in the last hour is not moved again (each job pays for at most one move an hour), and a job
+  is never moved for one that was moved to make room for it: without both, two jobs that each need the
+  other's cards move each other in turn, as preemption loops do elsewhere (Kueue #3779, Volcano #3869).
 - With no gang blocked, background compaction carves out one more whole node in a group whose
   fragmentation has stayed above the threshold for compactionAfterSeconds.
 - A plan is carried out only within the budget: moves in the last hour below maxMigrationsPerHour, moves in
@@ -71,12 +74,18 @@ def in_flight(jobs: list[ObservedJob], now: datetime) -> list[str]:
 
 
 def movable(policy: DefragmentationPolicy, jobs: list[ObservedJob], snapshot: Snapshot, now: datetime,
-            budgets: tuple[ObservedBudget, ...] = ()) -> list[Movable]:
+            budgets: tuple[ObservedBudget, ...] = (), recent: list[Migration] | tuple[Migration, ...] = (),
+            target: str | None = None) -> list[Movable]:
+    """`recent`: the moves of the last hour; `target`: the job the moves would make room for."""
     out = []
     held = {a.job: sum(w.cards for w in a.workers) for a in snapshot.allocations}
+    moved = {m.job for m in recent}
+    made_room_for_target = {m.made_room_for for m in recent if m.job == target} if target else set()
     for job in jobs:
         spec, status = job.spec, job.status
         if status.phase != Phase.RUNNING or not spec.placement.allow_migration or spec.checkpoint is None:
+            continue
+        if job.key in moved or job.key in made_room_for_target:
             continue
         if _budget_forbids(job, budgets):
             continue
@@ -116,7 +125,8 @@ def decide_defrag(policy: DefragmentationPolicy, previous: DefragmentationStatus
         status.target = status.since = None
     if target is not None:
         return decision  # one defragmentation at a time
-    plan = _plan(policy, snapshot, queue, jobs, fragmented_since, now, budgets)
+    recent = [m for m in status.migrations if now - m.time < HOUR]
+    plan = _plan(policy, snapshot, queue, jobs, fragmented_since, now, budgets, recent)
     if plan is None or not plan.moves:
         return decision
     moves = "; ".join(f"{m.job} -> {','.join(sorted(m.to.cards_on()))}" for m in plan.moves)
@@ -125,7 +135,6 @@ def decide_defrag(policy: DefragmentationPolicy, previous: DefragmentationStatus
         if (previous.planned if previous else []) != status.planned:
             decision.events.append(("Normal", "DefragmentationPlanned", f"dry run, for {plan.target}: {moves}"))
         return decision
-    recent = [m for m in status.migrations if now - m.time < HOUR]
     flying = in_flight(jobs, now)
     room = min(policy.max_migrations_per_hour - len(recent), policy.max_concurrent_migrations - len(flying))
     if len(plan.moves) > room:
@@ -152,13 +161,15 @@ def decide_defrag(policy: DefragmentationPolicy, previous: DefragmentationStatus
 
 def _plan(policy: DefragmentationPolicy, snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob],
           fragmented_since: dict[str, datetime | None], now: datetime,
-          budgets: tuple[ObservedBudget, ...]) -> DefragPlan | None:
+          budgets: tuple[ObservedBudget, ...], recent: list[Migration]) -> DefragPlan | None:
     # the cards the queue gave out this pass are taken
     snapshot = replace(snapshot, allocations=snapshot.allocations + tuple(queue.admitted))
-    candidates = movable(policy, jobs, snapshot, now, budgets)
     if queue.reservation is not None:
         head = next((r for r in snapshot.pending if r.key == queue.reservation.job), None)
-        return plan_defrag(snapshot, head, candidates) if head is not None else None
+        if head is None:
+            return None
+        return plan_defrag(snapshot, head, movable(policy, jobs, snapshot, now, budgets, recent, head.key))
+    candidates = movable(policy, jobs, snapshot, now, budgets, recent)
     for group in snapshot.groups:
         since = fragmented_since.get(group.name)
         if since is None or now - since < timedelta(seconds=policy.compaction_after_seconds):

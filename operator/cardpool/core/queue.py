@@ -54,7 +54,7 @@ def queue_order(jobs: tuple[JobRequest, ...] | list[JobRequest], first: str | No
 
 def schedule(snapshot: Snapshot, first: str | None = None) -> QueuePlan:
     """Place the pending jobs of `snapshot` on its free cards, in queue order, with one reservation.
-    `first`: a job placed before all others (the target of a defragmentation in flight)."""
+    `first`: a job placed before all others, at its minimum size (the target of a defragmentation in flight)."""
     ledger = Ledger(snapshot, snapshot.free())
     rates = throughputs(snapshot)
     admitted: list[Placement] = []
@@ -62,6 +62,10 @@ def schedule(snapshot: Snapshot, first: str | None = None) -> QueuePlan:
     reservation: Placement | None = None
     empty: Ledger | None = None  # the pool as if every pod had left, to tell "later" from "never"
     for job in queue_order(snapshot.pending, first):
+        if job.key == first:
+            # the size the moves made room for: taking more would take the places found for the moved jobs,
+            # which would then wait, and move it back (it grows later like any elastic job)
+            job = replace(job, desired_workers=job.min_workers)
         placement = place(job, ledger, rates)
         if placement is not None:
             ledger.commit(placement)
