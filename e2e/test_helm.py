@@ -9,6 +9,7 @@ operator runs as a process with the chart's ServiceAccount token, settings and n
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import uuid
@@ -232,6 +233,12 @@ def test_helm_install_gives_an_operator_that_works_with_only_the_charts_rbac(
         assert status["info"]["status"] == "deployed"
         objects = manifest_objects(helm, kube, release_ns)
         assert all(exists(kube, key) for key in objects), [k for k in objects if not exists(kube, k)]
+        # Helm keeps the release (chart, values, manifest) in a Secret, which the API server caps at 1 MiB; the
+        # TrainingJob CRD, with the core/v1 pod template schema inside, is most of it
+        stored = len(base64.b64decode(kube.core.read_namespaced_secret(
+            f"sh.helm.release.v1.{RELEASE}.v1", release_ns).data["release"]))
+        print(f"release Secret: {stored} bytes")
+        assert stored < 768 * 1024, f"the release Secret holds {stored} bytes, near the 1 MiB limit"
         crds = sorted(name for kind, _, name in objects if kind == "CustomResourceDefinition")
         assert crds == CRDS
         kube.run("wait", "--for", "condition=Established", "--timeout=60s", *(f"crd/{c}" for c in crds))
