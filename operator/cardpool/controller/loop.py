@@ -267,12 +267,12 @@ class Controller:
             own = self._own_drains.get(node.name)
             if own is not None:
                 record, written = own
-                if _shows(node.drain, record):
-                    del self._own_drains[node.name]
+                if _shows(node.drain, record):  # pop: an applier thread may have dropped it meanwhile
+                    self._own_drains.pop(node.name, None)
                 elif written is not None and mono - written >= self.expectations.timeout:
                     log.warning("node %s: its drain record was not seen in the watch %.0f s after it was written; "
                                 "deciding from what is observed", node.name, mono - written)
-                    del self._own_drains[node.name]
+                    self._own_drains.pop(node.name, None)
                 else:
                     node = replace(node, drain=record)
             out.append(node)
