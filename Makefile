@@ -11,7 +11,7 @@ KUBECTL = $$(bash e2e/cluster/build-binaries.sh)/kubectl --kubeconfig $(KUBECONF
 OPERATOR_HEALTH := http://127.0.0.1:16480/healthz
 CRD_FILES := $(wildcard crds/cardpool.io_*.yaml)
 
-.PHONY: up down test unit e2e bench kubeconfig bindir binaries deps venv lint operator lock crds image
+.PHONY: up down test unit e2e bench kubeconfig bindir binaries deps venv lint operator lock crds image release
 
 ## up: local cluster + small heterogeneous fleet + CRDs + the operator, all running in the background
 up: deps venv binaries
@@ -69,6 +69,11 @@ bench: deps venv binaries
 ## (image/build.sh, cached by its inputs); prints its name, OCI archive, size and digest
 image: deps venv
 	@bash image/build.sh
+
+## release: dist/manifests.yaml (the kustomize install in one file, for kubectl apply --server-side -f),
+## dist/prometheus.yaml (ServiceMonitor and alerts) and the Grafana dashboard (release/build.py)
+release: deps venv binaries
+	$(PY) release/build.py --kubectl $$(bash e2e/cluster/build-binaries.sh)/kubectl --out dist
 
 kubeconfig:
 	@echo $(KUBECONFIG_PATH)

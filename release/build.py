@@ -1,0 +1,127 @@
+"""Release assets (`make release`), as Kueue and JobSet ship theirs: one manifests.yaml for
+`kubectl apply --server-side -f`, prometheus.yaml (a ServiceMonitor for the metrics Service and a PrometheusRule)
+and the Grafana dashboard.
+
+    python release/build.py --kubectl PATH [--out dist]
+
+manifests.yaml is `kubectl kustomize manifests/` as it is, so it cannot drift from the kustomize install. The
+ServiceMonitor takes the Service's namespace, labels and port from that build. The alerts use only metrics the
+operator exports (tests/test_release.py checks every cardpool_* name), and read the pool figures only from the
+replica that is running passes: a replica that lost the lease keeps its last gauges.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICE = "cardpool-operator-metrics"
+DASHBOARD = REPO / "manifests" / "grafana" / "cardpool-dashboard.json"
+# CardPool spec.health.maxDrainedPercent's default (cardpool.api.cardpool.HealthPolicy); tests/test_release.py
+# keeps them equal. The metrics carry no pool's own cap, so a pool that sets another one needs its own threshold.
+DEFAULT_DRAIN_CAP_PERCENT = 20
+RESTARTING_FOR = "30m"  # the restart backoff tops out at 10 minutes: three times that is stuck
+
+
+def kustomize(kubectl: str) -> str:
+    return subprocess.run([kubectl, "kustomize", str(REPO / "manifests")], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def service_monitor(service: dict) -> dict:
+    meta = service["metadata"]
+    port = next(p["name"] for p in service["spec"]["ports"] if p["name"] == "metrics")
+    return {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
+        "metadata": {"name": "cardpool-operator", "namespace": meta["namespace"], "labels": dict(meta["labels"])},
+        "spec": {"selector": {"matchLabels": dict(meta["labels"])},
+                 "namespaceSelector": {"matchNames": [meta["namespace"]]},
+                 "endpoints": [{"port": port, "path": "/metrics", "interval": "30s"}]},
+    }
+
+
+def rules(namespace: str) -> dict:
+    scrape = f'job="{SERVICE}", namespace="{namespace}"'
+    # the replica running passes: only the lease holder does, at least every resync (60 s by default)
+    leader = f"on(instance) (increase(cardpool_pass_duration_seconds_count{{{scrape}}}[5m]) > 0)"
+
+    def alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict:
+        return {"alert": name, "expr": expr, "for": for_, "labels": {"severity": severity},
+                "annotations": {"summary": summary, "description": description}}
+
+    return {
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+        "metadata": {"name": "cardpool-operator", "namespace": namespace,
+                     "labels": {"app.kubernetes.io/name": "cardpool", "app.kubernetes.io/component": "operator"}},
+        "spec": {"groups": [{"name": "cardpool", "rules": [
+            alert("CardpoolOperatorDown", f"absent(up{{{scrape}}} == 1)", "5m", "critical",
+                  "No cardpool operator replica is scraped",
+                  f"No replica behind Service {namespace}/{SERVICE} answers /metrics: jobs are neither placed "
+                  "nor restarted, and faulty nodes are not drained."),
+            alert("CardpoolNoLeader", f"sum(increase(cardpool_pass_duration_seconds_count{{{scrape}}}[10m])) == 0",
+                  "5m", "critical", "No cardpool replica is running passes",
+                  "Replicas answer but none ran a pass in 10 minutes (a pass runs at least every resync): no "
+                  "replica holds the lease cardpool-operator, or the leader's loop is stuck (see "
+                  "cardpool_event_loop_lag_seconds)."),
+            alert("CardpoolPassesFailing", "sum by (pool) (increase(cardpool_reconcile_errors_total"
+                  f"{{{scrape}}}[10m])) > 0", "15m", "warning", "cardpool passes of pool {{ $labels.pool }} fail",
+                  "Pool passes or job effects of pool {{ $labels.pool }} have failed for 15 minutes; the "
+                  "operator's log holds the traceback ('pass of pool ... failed')."),
+            alert("CardpoolJobsStuckRestarting", f'max by (pool) (cardpool_jobs{{{scrape}, phase="Restarting"}} '
+                  f"and {leader}) > 0", RESTARTING_FOR, "warning",
+                  "TrainingJobs of pool {{ $labels.pool }} have been Restarting for " + RESTARTING_FOR,
+                  "{{ $value }} jobs of pool {{ $labels.pool }} are Restarting, and some have been for "
+                  f"{RESTARTING_FOR}: longer than the restart backoff. `kubectl get tj -A` and the jobs' "
+                  "conditions say what they wait for (cards, a checkpoint, a node)."),
+            alert("CardpoolDrainCapReached",
+                  f'100 * sum by (pool, group) (cardpool_cards{{{scrape}, state="unhealthy"}} and {leader}) / '
+                  f"sum by (pool, group) (cardpool_cards{{{scrape}}} and {leader}) > {DEFAULT_DRAIN_CAP_PERCENT}",
+                  "15m", "warning", "Group {{ $labels.group }} of pool {{ $labels.pool }} is unhealthy beyond "
+                  "its drain cap",
+                  "{{ $value | humanize }}% of the group's cards are unhealthy, more than the "
+                  f"{DEFAULT_DRAIN_CAP_PERCENT}% of its nodes cardpool drains at once (spec.health."
+                  "maxDrainedPercent's default): faulty nodes beyond the cap get no new workers but keep their "
+                  "pods (the pool's status lists them). Repair nodes, or raise the cap. A group so small that "
+                  "one node is more than the cap fires with that one node drained."),
+        ]}]},
+    }
+
+
+def build(kubectl: str, out: Path) -> list[Path]:
+    manifests = kustomize(kubectl)
+    service = next(o for o in yaml.safe_load_all(manifests)
+                   if o and o["kind"] == "Service" and o["metadata"]["name"] == SERVICE)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {
+        out / "manifests.yaml": "# cardpool: kubectl apply --server-side -f manifests.yaml "
+                                "(kubectl kustomize manifests/ of this release)\n" + manifests,
+        out / "prometheus.yaml": "# cardpool's ServiceMonitor and alerts, for the Prometheus Operator: "
+                                 "kubectl apply --server-side -f prometheus.yaml\n"
+                                 + yaml.safe_dump_all([service_monitor(service),
+                                                       rules(service["metadata"]["namespace"])],
+                                                      sort_keys=False, width=120),
+    }
+    for path, text in written.items():
+        path.write_text(text)
+    shutil.copyfile(DASHBOARD, out / DASHBOARD.name)
+    return [*written, out / DASHBOARD.name]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kubectl", required=True, help="kubectl to build manifests/ with")
+    parser.add_argument("--out", type=Path, default=REPO / "dist")
+    args = parser.parse_args(argv)
+    for path in build(args.kubectl, args.out):
+        print(f"{path} {path.stat().st_size} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
