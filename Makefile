@@ -71,9 +71,11 @@ image: deps venv
 	@bash image/build.sh
 
 ## release: dist/manifests.yaml (the kustomize install in one file, for kubectl apply --server-side -f),
-## dist/prometheus.yaml (ServiceMonitor and alerts) and the Grafana dashboard (release/build.py)
+## dist/prometheus.yaml (ServiceMonitor and alerts) and the Grafana dashboard (release/build.py);
+## IMAGE=REGISTRY/NAME:TAG sets the operator's image
 release: deps venv binaries
-	$(PY) release/build.py --kubectl $$(bash e2e/cluster/build-binaries.sh)/kubectl --out dist
+	$(PY) release/build.py --kubectl $$(bash e2e/cluster/build-binaries.sh)/kubectl --out dist \
+	  $(if $(IMAGE),--image $(IMAGE))
 
 kubeconfig:
 	@echo $(KUBECONFIG_PATH)

@@ -37,13 +37,22 @@ def exists(kube: Kube, k: Key) -> bool:
 
 def test_make_releases_manifests_apply_server_side(kube: Kube, crds: list[str], tmp_path: Path) -> None:
     kubectl = str(bindir() / "kubectl")
-    written = release.build(kubectl, tmp_path)
+    image = "registry.example:5000/ml/cardpool-operator:1.2.3"
+    written = release.build(kubectl, tmp_path, image)
     assert sorted(p.name for p in written) == ["cardpool-dashboard.json", "manifests.yaml", "prometheus.yaml"]
     manifest = tmp_path / "manifests.yaml"
     objects = [o for o in yaml.safe_load_all(manifest.read_text()) if o]
     built = subprocess.run([kubectl, "kustomize", str(REPO / "manifests")], capture_output=True, text=True,
                            check=True).stdout
-    assert objects == [o for o in yaml.safe_load_all(built) if o]
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    assert [c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]] == [image]
+    # otherwise the kustomize install as it is
+    kustomized = [o for o in yaml.safe_load_all(built) if o]
+    published = next(o for o in kustomized if o["kind"] == "Deployment")["spec"]["template"]["spec"]
+    tag = published["containers"][0]["image"].rpartition(":")[2]
+    for c in deployment["spec"]["template"]["spec"]["containers"]:
+        c["image"] = f"{release.PUBLISHED}:{tag}"
+    assert objects == kustomized
     assert sorted({o["kind"] for o in objects}) == [
         "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "Namespace",
         "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount", "ValidatingAdmissionPolicy",

@@ -2,7 +2,7 @@
 `kubectl apply --server-side -f`, prometheus.yaml (a ServiceMonitor for the metrics Service and a PrometheusRule)
 and the Grafana dashboard.
 
-    python release/build.py --kubectl PATH [--out dist]
+    python release/build.py --kubectl PATH [--out dist] [--image REGISTRY/NAME:TAG]
 
 manifests.yaml is `kubectl kustomize manifests/` as it is, so it cannot drift from the kustomize install. The
 ServiceMonitor takes the Service's namespace, labels and port from that build. The alerts use only metrics the
@@ -13,9 +13,11 @@ replica that is running passes: a replica that lost the lease keeps its last gau
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -29,9 +31,24 @@ DEFAULT_DRAIN_CAP_PERCENT = 20
 RESTARTING_FOR = "30m"  # the restart backoff tops out at 10 minutes: three times that is stuck
 
 
-def kustomize(kubectl: str) -> str:
-    return subprocess.run([kubectl, "kustomize", str(REPO / "manifests")], capture_output=True, text=True,
-                          check=True).stdout
+PUBLISHED = "ghcr.io/cardpool/operator"  # the image manifests/operator/deployment.yaml names
+
+
+def kustomize(kubectl: str, image: str | None = None) -> str:
+    """manifests/ built; with `image` (REGISTRY/NAME:TAG) through an overlay that sets it, as `kustomize edit
+    set image` writes one (e2e/test_image.py installs the same way)."""
+    if not image:
+        return subprocess.run([kubectl, "kustomize", str(REPO / "manifests")], capture_output=True, text=True,
+                              check=True).stdout
+    name, _, tag = image.rpartition(":")
+    if not name or "/" in tag:
+        raise SystemExit(f"--image {image}: give REGISTRY/NAME:TAG")
+    with tempfile.TemporaryDirectory() as overlay:
+        (Path(overlay) / "kustomization.yaml").write_text(yaml.safe_dump({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+            "resources": [os.path.relpath(REPO / "manifests", overlay)],
+            "images": [{"name": PUBLISHED, "newName": name, "newTag": tag}]}))
+        return subprocess.run([kubectl, "kustomize", overlay], capture_output=True, text=True, check=True).stdout
 
 
 def service_monitor(service: dict) -> dict:
@@ -93,8 +110,8 @@ def rules(namespace: str) -> dict:
     }
 
 
-def build(kubectl: str, out: Path) -> list[Path]:
-    manifests = kustomize(kubectl)
+def build(kubectl: str, out: Path, image: str | None = None) -> list[Path]:
+    manifests = kustomize(kubectl, image)
     service = next(o for o in yaml.safe_load_all(manifests)
                    if o and o["kind"] == "Service" and o["metadata"]["name"] == SERVICE)
     out.mkdir(parents=True, exist_ok=True)
@@ -117,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kubectl", required=True, help="kubectl to build manifests/ with")
     parser.add_argument("--out", type=Path, default=REPO / "dist")
+    parser.add_argument("--image", help=f"the operator image, REGISTRY/NAME:TAG (default {PUBLISHED}:<version>)")
     args = parser.parse_args(argv)
-    for path in build(args.kubectl, args.out):
+    for path in build(args.kubectl, args.out, args.image):
         print(f"{path} {path.stat().st_size} bytes")
     return 0
 

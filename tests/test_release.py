@@ -52,7 +52,7 @@ def test_the_drain_alert_uses_the_pools_default_cap() -> None:
 def test_the_assets_are_one_yaml_stream_each(tmp_path: Path, monkeypatch) -> None:
     """build() with a stand-in for kubectl's kustomize output (the real one runs in e2e/test_release.py)."""
     text = yaml.safe_dump(SERVICE)
-    monkeypatch.setattr(release, "kustomize", lambda kubectl: text)
+    monkeypatch.setattr(release, "kustomize", lambda kubectl, image: text)
     written = release.build("kubectl", tmp_path)
     assert sorted(p.name for p in written) == ["cardpool-dashboard.json", "manifests.yaml", "prometheus.yaml"]
     assert [o["kind"] for o in yaml.safe_load_all((tmp_path / "prometheus.yaml").read_text())] == [
