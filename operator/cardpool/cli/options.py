@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 from cardpool import __version__
 from cardpool.api.trainingjob import Phase
@@ -127,8 +128,13 @@ def _global_options(parser: argparse.ArgumentParser, in_subcommand: bool) -> Non
                         help="show again every SECONDS (default 2) until Ctrl-C: status, jobs, describe, pool, map")
 
 
+def program() -> str:
+    """How the user called it: kubectl runs a plugin as kubectl-cardpool, and its usage should say what they typed."""
+    return "kubectl cardpool" if Path(sys.argv[0]).name.startswith("kubectl-cardpool") else "cardpool"
+
+
 def parser() -> argparse.ArgumentParser:
-    top = _Parser(prog="cardpool", description="cardpool: training jobs on accelerator pools",
+    top = _Parser(prog=program(), description="cardpool: training jobs on accelerator pools",
                   epilog="Global options go before or after the command. Exit codes: 0 done, 1 failed "
                          "(API unreachable or refused, output not written, a request nothing would act on: "
                          "a drain of a node in no CardPool, an undrain with no drain request), 2 bad usage, "
