@@ -84,3 +84,83 @@ def test_make_releases_manifests_apply_server_side(kube: Kube, crds: list[str], 
             return True
 
         wait_for("the objects manifests.yaml added to be deleted", gone, timeout=120)
+
+
+PROMTOOL_SH = REPO / "e2e" / "cluster" / "promtool.sh"
+SCRAPE = 'job="cardpool-operator-metrics", namespace="cardpool-system"'
+
+
+def series(name: str, labels: str, values: str) -> dict:
+    return {"series": f"{name}{{{SCRAPE}, {labels}}}", "values": values}
+
+
+def scrape(instance: str, passes: str) -> list[dict]:
+    """A replica: scraped, and its pass count (rising on the one that leads)."""
+    return [series("up", f'instance="{instance}"', "1x90"),
+            series("cardpool_pass_duration_seconds_count", f'instance="{instance}"', passes)]
+
+
+LEADS, STANDS_BY = "0+1x90", "0x90"
+# (alert, the input series, when, the labels and value it fires with, or None for no alert)
+CASES = [
+    ("CardpoolOperatorDown", [series("up", 'instance="a"', "0x30")], "10m", ({}, "")),
+    ("CardpoolOperatorDown", [series("up", 'instance="a"', "1x30")], "10m", None),
+    ("CardpoolNoLeader", scrape("a", STANDS_BY) + scrape("b", STANDS_BY), "20m", ({}, "")),
+    ("CardpoolNoLeader", scrape("a", LEADS) + scrape("b", STANDS_BY), "20m", None),
+    ("CardpoolPassesFailing", [series("cardpool_reconcile_errors_total", 'instance="a", pool="m"', "0+1x40")],
+     "30m", ({"pool": "m"}, "")),
+    ("CardpoolPassesFailing", [series("cardpool_reconcile_errors_total", 'instance="a", pool="m"', "5x40")],
+     "30m", None),
+    ("CardpoolJobsStuckRestarting", [*scrape("a", LEADS),
+                                     series("cardpool_jobs", 'instance="a", pool="m", phase="Restarting"', "2x60")],
+     "45m", ({"pool": "m"}, "2")),
+    # a replica that lost the lease keeps its last figures: they are not the pool's
+    ("CardpoolJobsStuckRestarting", scrape("a", LEADS) + scrape("b", STANDS_BY) + [
+        series("cardpool_jobs", 'instance="a", pool="m", phase="Restarting"', "0x60"),
+        series("cardpool_jobs", 'instance="b", pool="m", phase="Restarting"', "2x60")], "45m", None),
+    ("CardpoolJobsStuckRestarting", [*scrape("a", LEADS), series(
+        "cardpool_jobs", 'instance="a", pool="m", phase="Restarting"', "2x20 0x40")], "45m", None),
+    ("CardpoolDrainCapReached", scrape("a", LEADS) + [
+        series("cardpool_cards", f'instance="a", pool="m", group="g", state="{state}"', f"{cards}x60")
+        for state, cards in (("unhealthy", 16), ("allocated", 32), ("free", 16))], "30m",
+     ({"pool": "m", "group": "g"}, "25")),
+    ("CardpoolDrainCapReached", scrape("a", LEADS) + [
+        series("cardpool_cards", f'instance="a", pool="m", group="g", state="{state}"', f"{cards}x60")
+        for state, cards in (("unhealthy", 8), ("allocated", 32), ("free", 24))], "30m", None),
+]
+
+
+def annotations(rule: dict, labels: dict[str, str], value: str) -> dict[str, str]:
+    """The rule's annotations as Prometheus renders them, for the few template forms the rules use."""
+    out = {}
+    for key, text in rule["annotations"].items():
+        for name, label in labels.items():
+            text = text.replace(f"{{{{ $labels.{name} }}}}", label)
+        out[key] = text.replace("{{ $value | humanize }}", value).replace("{{ $value }}", value)
+    assert all("{{" not in t for t in out.values()), out
+    return out
+
+
+def test_the_alerts_fire_when_they_should_and_only_then(tmp_path: Path) -> None:
+    """promtool (Prometheus's own rule checker and evaluator) checks the PrometheusRule's rules and runs them over
+    series made up for each alert: it fires, with its labels and text, and stays quiet in the case next to it."""
+    promtool = subprocess.run(["bash", str(PROMTOOL_SH)], capture_output=True, text=True, check=True).stdout.strip()
+    spec = release.rules("cardpool-system")["spec"]
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec))
+    check = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yaml")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    rules = {r["alert"]: r for group in spec["groups"] for r in group["rules"]}
+    assert {case[0] for case in CASES} == set(rules)
+    tests = []
+    for alert, inputs, at, fires in CASES:
+        expected = []
+        if fires is not None:
+            labels, value = fires
+            expected = [{"exp_labels": {**labels, **rules[alert]["labels"]},
+                         "exp_annotations": annotations(rules[alert], labels, value)}]
+        tests.append({"interval": "1m", "input_series": inputs,
+                      "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": expected}]})
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
+                                                         "tests": tests}))
+    run = subprocess.run([promtool, "test", "rules", str(tmp_path / "tests.yaml")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
