@@ -4,6 +4,8 @@
 the simulator, where the operator's own pass decides: {"ettr": {"async"|"blocking": {"cardpool",
 "restart_fixed", "restart_wait"}}, "advised_interval": {"mtbf_3h"|"mtbf_24h": {"advised", "fixed_10min",
 "fixed_60min", "advised_s"}}, ...}. `--quick`: 2 days.
+`simspeed` (cardpool.bench.simspeed): the simulator's speed at the seeds' scale, {"sim_30d_10k_s", "passes",
+...}: 30 days, 1,250 nodes, 2,000 jobs, default failures. `--quick`: 3 days and 200 jobs ({"sim_s", ...}).
 
 `pass` (cardpool.bench.passcost): the controller's pass at 1,250 nodes, 1,000 jobs and ~8,600 pods without a
 cluster: {"cold_ms", "idle_ms", "changed_ms_median", "changed_ms_p95", "api_calls"}.
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if name in CLUSTER_BENCHMARKS:  # with their own options (--fleet, --other-pods, --help, ...)
         return cluster_benchmark(name, argv)
     parser = argparse.ArgumentParser(prog="python -m cardpool.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["planner", "defrag", "pass", "goodput", *CLUSTER_BENCHMARKS])
+    parser.add_argument("what", choices=["planner", "defrag", "pass", "goodput", "simspeed", *CLUSTER_BENCHMARKS])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and seeds (a smoke run)")
     args = parser.parse_args(argv)
     repeats, seeds, jobs = (3, [1], 300) if args.quick else (21, [1, 2, 3], 1500)
@@ -181,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         from .goodput import run as goodput
 
         print(json.dumps(goodput(days=2.0 if args.quick else 14.0)))
+        return 0
+    if args.what == "simspeed":
+        from .simspeed import run as simspeed
+
+        print(json.dumps(simspeed(*((3.0, 200) if args.quick else (30.0, 2000)))))
         return 0
     if args.what == "pass":
         from .passcost import run
