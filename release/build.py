@@ -25,9 +25,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 SERVICE = "cardpool-operator-metrics"
 DASHBOARD = REPO / "manifests" / "grafana" / "cardpool-dashboard.json"
-# CardPool spec.health.maxDrainedPercent's default (cardpool.api.cardpool.HealthPolicy); tests/test_release.py
-# keeps them equal. The metrics carry no pool's own cap, so a pool that sets another one needs its own threshold.
-DEFAULT_DRAIN_CAP_PERCENT = 20
 RESTARTING_FOR = "30m"  # the restart backoff tops out at 10 minutes: three times that is stuck
 
 
@@ -96,16 +93,11 @@ def rules(namespace: str) -> dict:
                   "{{ $value }} jobs of pool {{ $labels.pool }} are Restarting, and some have been for "
                   f"{RESTARTING_FOR}: longer than the restart backoff. `kubectl get tj -A` and the jobs' "
                   "conditions say what they wait for (cards, a checkpoint, a node)."),
-            alert("CardpoolDrainCapReached",
-                  f'100 * sum by (pool, group) (cardpool_cards{{{scrape}, state="unhealthy"}} and {leader}) / '
-                  f"sum by (pool, group) (cardpool_cards{{{scrape}}} and {leader}) > {DEFAULT_DRAIN_CAP_PERCENT}",
-                  "15m", "warning", "Group {{ $labels.group }} of pool {{ $labels.pool }} is unhealthy beyond "
-                  "its drain cap",
-                  "{{ $value | humanize }}% of the group's cards are unhealthy, more than the "
-                  f"{DEFAULT_DRAIN_CAP_PERCENT}% of its nodes cardpool drains at once (spec.health."
-                  "maxDrainedPercent's default): faulty nodes beyond the cap get no new workers but keep their "
-                  "pods (the pool's status lists them). Repair nodes, or raise the cap. A group so small that "
-                  "one node is more than the cap fires with that one node drained."),
+            alert("CardpoolDrainCapReached", f"max by (pool) (cardpool_held_nodes{{{scrape}}} and {leader}) > 0",
+                  "15m", "warning", "Pool {{ $labels.pool }} holds faulty nodes back at its drain cap",
+                  "{{ $value }} faulty nodes of pool {{ $labels.pool }} are not drained because their group is at "
+                  "its drain cap (spec.health.maxDrainedPercent): they get no new workers but keep their pods "
+                  "(status.heldNodes lists them). Repair nodes, or raise the cap."),
         ]}]},
     }
 

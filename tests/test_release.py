@@ -10,8 +10,6 @@ from pathlib import Path
 
 import yaml
 
-from cardpool.api.cardpool import HealthPolicy
-
 from .test_metrics import exported
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,10 +41,6 @@ def test_every_alert_uses_only_exported_metrics_and_scrapes_of_the_service() -> 
         assert selectors and all(f'job="{release.SERVICE}"' in s for s in selectors), (name, r["expr"])
         assert r["labels"]["severity"] in ("warning", "critical") and r["annotations"]["description"]
     assert '"Restarting"' in alerts["CardpoolJobsStuckRestarting"]["expr"]
-
-
-def test_the_drain_alert_uses_the_pools_default_cap() -> None:
-    assert HealthPolicy.model_fields["max_drained_percent"].default == release.DEFAULT_DRAIN_CAP_PERCENT
 
 
 def test_the_assets_are_one_yaml_stream_each(tmp_path: Path, monkeypatch) -> None:

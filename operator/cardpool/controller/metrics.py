@@ -28,6 +28,8 @@ CARDS = Gauge("cardpool_cards", "Cards per pool, group and state (allocated, fre
 FRAGMENTATION = Gauge("cardpool_fragmentation_ratio", "Share of a group's free cards that cannot host a "
                       "full-node worker", ["pool", "group"])
 DRAINED = Gauge("cardpool_drained_nodes", "Nodes drained by cardpool (draining or on probation)", ["pool", "group"])
+HELD = Gauge("cardpool_held_nodes", "Faulty nodes not drained because their group is at its drain cap "
+             "(spec.health.maxDrainedPercent; the pool's status.heldNodes)", ["pool"])
 PASS_DURATION = Histogram("cardpool_pass_duration_seconds", "Duration of a pass: deciding every pool from the "
                           "observed world (its effects are carried out apart, see cardpool_apply_queue_tasks)",
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30, 60))
@@ -54,6 +56,7 @@ def record_pass(pool: str, plan: PoolPlan) -> None:
         phases[(job_plan.status.phase or Phase.QUEUED).value] += 1
     for phase, count in phases.items():
         JOBS.labels(pool, phase).set(count)
+    HELD.labels(pool).set(len(plan.status.held_nodes))
     for group in plan.status.groups:
         CARDS.labels(pool, group.name, "allocated").set(group.allocated_cards)
         CARDS.labels(pool, group.name, "free").set(group.free_cards)
