@@ -163,3 +163,41 @@ def test_defragmentation_never_moves_two_jobs_back_and_forth() -> None:
     assert all(len(times) <= 1 for times in moves.values()), moves
     assert sum(len(times) for times in moves.values()) >= 1  # defragmentation did act
     assert {j.status.phase.value for j in world.jobs.values()} <= {"Succeeded", "Running"}
+
+
+def test_the_simulator_lives_the_e2e_node_fault_scenario_as_the_cluster_does() -> None:
+    """Fidelity: e2e/test_fault_tolerance.py::test_a_node_fault_drains_the_node_restarts_shrunk_from_the_
+    checkpoint_and_grows_back_after_probation on the real cluster, here in the simulator: the example pool with
+    the e2e health policy (probation 3 s, cap 34%) on the small fleet's 6 H800 nodes, a 2-node holder and an
+    elastic 2..4 job (growAfterSeconds 2); a node of the elastic job fails and comes back. Both must give the
+    same attempts, sizes, end reasons and resume points: shrunk to 3 from the last save before the fault, grown
+    back to 4 from the graceful save of the stopped attempt (the e2e test asserts the same history)."""
+    import yaml
+
+    from ..examples import EXAMPLES
+
+    body = yaml.safe_load((EXAMPLES / "pool-mixed-vendor.yaml").read_text())["spec"]
+    body["health"] = {"faultConditions": ["KernelDeadlock", "GPUUnhealthy"], "probationSeconds": 3,
+                      "maxDrainedPercent": 34, "stuckTerminatingSeconds": 10}
+    spec = CardPoolSpec.model_validate(body)
+    holder = JobTrace("holder", 0.0, 8, 2, 2, ("H800",), 10**9, 1.0)
+    job = JobTrace("job", 60.0, 8, 2, 4, ("H800",), 10**9, 1.0)
+    world = World(spec, fleet(spec, {"h800": 6}), [holder, job], TRAINER, None, 2 * HOUR)
+    world.run(until_s=600)
+    victim = world.jobs["sim/job"].status.placement[0].nodes[1]
+    world._at(700.0, "fault", Fault(700.0, "node", (victim,), 1000.0))
+    world.run(until_s=900)
+    shrunk = world.jobs["sim/job"].status
+    assert shrunk.attempt == 2 and shrunk.workers == 3 and victim not in shrunk.placement[0].nodes
+    world.run()
+    world.close()
+    grown = world.jobs["sim/job"]
+    # growAfterSeconds is the spec's default in the simulator (300 s); the e2e test sets 2 s: the same path
+    history = [(h.attempt, h.workers, h.end_reason) for h in grown.status.history]
+    assert history == [(1, 4, "NodeNotReady"), (2, 3, "GrowTo4"), (3, 4, None)]
+    _, second, third = grown.status.history
+    # placed at 60 s, pods run at 80 s, training from 140 s: saves at step 300 (440 s), then 750 s, after the fault
+    assert second.resumed_from_step == 300  # the last save before the fault
+    assert second.end_time is not None and second.planned  # grown with a graceful save ...
+    assert third.resumed_from_step is not None and third.resumed_from_step > second.resumed_from_step  # ... kept
+    assert world.jobs["sim/holder"].status.attempt == 1  # untouched
