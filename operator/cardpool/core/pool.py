@@ -51,34 +51,49 @@ def group_taints(node: ObservedNode, group: NodeGroup) -> tuple[Taint, ...]:
     return blocking((Taint(k, v, e) for k, e, v in node.taints), tolerations([t.wire() for t in group.tolerations]))
 
 
+NodeCache = dict
+"""node name -> (the observed node, its group, its health, cards others use, the Node built from them): a
+node whose inputs are the very same objects (and equal figures) as in the last pass is not built again."""
+
+
 def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[ObservedJob], now: datetime,
                    other_pods: tuple[ObservedPod, ...] = (), foreign: Foreign | None = None,
                    classified: list[Member] | None = None,
-                   settling: Collection[str] = ()) -> tuple[Snapshot, dict[str, str]]:
+                   settling: Collection[str] = (), cache: NodeCache | None = None) -> tuple[Snapshot, dict[str, str]]:
     """`other_pods`: cardpool pods of other pools' jobs, whose cards on shared nodes are not free here.
     `foreign`: cards held by pods cardpool does not manage. `classified`: the pool's members, if known.
     `settling`: jobs whose last plan is still being carried out: they hold what their status says, and the
-    queue does not consider them."""
+    queue does not consider them. `cache`: the last pass's nodes (see NodeCache), replaced by this pass's."""
     others: dict[str, int] = {}
     for pod in other_pods:
         if pod.node and pod.phase not in ("Succeeded", "Failed"):
             others[pod.node] = others.get(pod.node, 0) + pod.cards
     foreign = foreign or {}
     core_nodes, faulty = [], {}
+    built: NodeCache = {}
     for member in members(spec, nodes) if classified is None else classified:
         node, group, health = member.node, member.group, member.health
         if not health.healthy:
             faulty[node.name] = health.reason
         resource = group.accelerator.resource
         taken = foreign.get(node.name)
-        core_nodes.append(Node(
-            name=node.name, group=group.name, model=group.accelerator.model,
-            allocatable=node.allocatable.get(resource, 0),
-            capacity=node.capacity.get(resource, group.accelerator.cards_per_node),
-            topology=tuple(node.labels.get(k, "") for k in group.topology_keys),
-            healthy=health.healthy, schedulable=health.schedulable,
-            used_by_others=others.get(node.name, 0) + (taken.get(resource, 0) if taken else 0),
-            labels=node.labels, taints=group_taints(node, group) if node.taints else ()))
+        used = others.get(node.name, 0) + (taken.get(resource, 0) if taken else 0)
+        hit = cache.get(node.name) if cache is not None else None
+        if hit is not None and hit[0] is node and hit[1] is group and hit[2] == health and hit[3] == used:
+            core = hit[4]
+        else:
+            core = Node(
+                name=node.name, group=group.name, model=group.accelerator.model,
+                allocatable=node.allocatable.get(resource, 0),
+                capacity=node.capacity.get(resource, group.accelerator.cards_per_node),
+                topology=tuple(node.labels.get(k, "") for k in group.topology_keys),
+                healthy=health.healthy, schedulable=health.schedulable, used_by_others=used,
+                labels=node.labels, taints=group_taints(node, group) if node.taints else ())
+        built[node.name] = (node, group, health, used, core)
+        core_nodes.append(core)
+    if cache is not None:
+        cache.clear()
+        cache.update(built)
     groups = tuple(Group(g.name, g.accelerator.model, g.accelerator.cards_per_node,
                          g.accelerator.relative_throughput) for g in spec.node_groups)
     known = {n.name: n for n in core_nodes}
@@ -114,6 +129,7 @@ class PlanMemo:
     identity where the caller keeps objects of unchanged API objects (spec, status), by value otherwise."""
 
     def __init__(self) -> None:
+        self.nodes: NodeCache = {}
         self._pool: tuple | None = None
         self._plans: dict[str, tuple[tuple, JobPlan]] = {}
         self._queue: tuple[Snapshot, str | None, QueuePlan] | None = None
@@ -169,7 +185,8 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
     clock = Deadlines(now)
     refusals = refusals or {}
     unplaceable = {*settling, *refusals} if refusals else settling
-    snapshot, faulty = build_snapshot(spec, nodes, jobs, clock, other_pods, foreign, classified, unplaceable)
+    snapshot, faulty = build_snapshot(spec, nodes, jobs, clock, other_pods, foreign, classified, unplaceable,
+                                      memo.nodes if memo is not None else None)
     known = {n.name for n in snapshot.nodes}
     for job in jobs:  # a recorded node that left the pool (deleted, relabelled) is as good as faulty
         for gp in job.status.placement:

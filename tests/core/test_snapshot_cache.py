@@ -1,0 +1,52 @@
+"""The pool pass builds a node of its snapshot again only when what it is built from changed: with the cache
+the snapshot is the one built from scratch, pass after pass, whatever changes in between."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from cardpool.core.drain import members
+from cardpool.core.observed import ObservedPod
+from cardpool.core.pool import build_snapshot
+
+from .test_pool_pass import NODES, NOW, POOL
+
+RESOURCE = "nvidia.com/gpu"
+
+
+def other_pod(node: str, cards: int) -> ObservedPod:
+    return ObservedPod(f"other-{node}", "ns", "other", 1, 0, node, "Running", cards=cards)
+
+
+STEPS = [  # (what changes before the pass, the nodes, cardpool pods of other pools, cards of foreign pods)
+    ("nothing", NODES, (), {}),
+    ("a node's allocatable cards drop", [replace(NODES[0], allocatable={RESOURCE: 7}), *NODES[1:]], (), {}),
+    ("a node goes NotReady", [NODES[0], replace(NODES[1], conditions={"Ready": "False"}), *NODES[2:]], (), {}),
+    ("another pool's pod takes cards", NODES, (other_pod("h800-2", 4),), {}),
+    ("a foreign pod takes cards", NODES, (), {"h800-3": {RESOURCE: 2}}),
+    ("a node is tainted", [*NODES[:3], replace(NODES[3], taints=(("dedicated", "NoSchedule", "infer"),))], (), {}),
+    ("a node leaves", NODES[:3], (), {}),
+    ("it comes back", NODES, (), {}),
+]
+
+
+def test_a_cached_snapshot_is_the_one_built_from_scratch_through_every_change() -> None:
+    cache: dict = {}
+    for what, nodes, others, foreign in STEPS:
+        classified = members(POOL, nodes)
+        cached, faulty = build_snapshot(POOL, nodes, [], NOW, others, foreign, classified, (), cache)
+        fresh, fresh_faulty = build_snapshot(POOL, nodes, [], NOW, others, foreign, classified)
+        assert (cached, faulty) == (fresh, fresh_faulty), what
+        assert set(cache) == {n.name for n in nodes}, what
+
+
+@pytest.mark.parametrize("changed", [False, True])
+def test_unchanged_nodes_are_not_built_again(changed: bool) -> None:
+    cache: dict = {}
+    first, _ = build_snapshot(POOL, NODES, [], NOW, (), {}, members(POOL, NODES), (), cache)
+    nodes = [replace(NODES[0], allocatable={RESOURCE: 6}), *NODES[1:]] if changed else NODES
+    second, _ = build_snapshot(POOL, nodes, [], NOW, (), {}, members(POOL, nodes), (), cache)
+    assert (second.nodes[0] is first.nodes[0]) is not changed
+    assert all(a is b for a, b in zip(first.nodes[1:], second.nodes[1:], strict=True))
