@@ -335,3 +335,16 @@ def test_a_work_that_finishes_wakes_the_loop(world: World, controllers: list) ->
     settle(c)
     world.mono += 1
     assert woken and c.due()
+
+
+def test_a_pools_spec_is_parsed_again_only_when_its_generation_changes(world: World, controllers: list) -> None:
+    c = new(world, controllers)
+    body = next(iter(world.server.pools.values()))
+    first = c._parse_pools({"p": body})["p"]
+    written = {**body, "metadata": {**body["metadata"], "resourceVersion": "9001"}, "status": {"cards": 1}}
+    second = c._parse_pools({"p": written})["p"]
+    assert second.spec is first.spec and second.status is not None and second.status.cards == 1
+    edited = {**written, "metadata": {**written["metadata"], "resourceVersion": "9002", "generation": 2},
+              "spec": {**body["spec"], "health": {"probationSeconds": 5}}}
+    third = c._parse_pools({"p": edited})["p"]
+    assert third.spec is not first.spec and third.spec.health.probation_seconds == 5

@@ -244,15 +244,18 @@ class Controller:
         metrics.PASS_DURATION.observe(time.perf_counter() - started)
 
     def _parse_pools(self, bodies: Mapping[str, dict]) -> dict[str, _Pool]:
-        """Pools parsed once per resourceVersion."""
+        """Pools parsed once per resourceVersion, the spec once per generation: a status write makes a new
+        resourceVersion, not a new spec, and keeping the spec's objects keeps the pass's caches (PlanMemo)."""
         out = {}
         for name, body in bodies.items():
             meta = body["metadata"]
-            version = meta.get("resourceVersion", "")
+            version, generation = meta.get("resourceVersion", ""), meta.get("generation") or 0
             known = self._pools.get(name)
             if known is None or known.version != version or not version:
                 status = CardPoolStatus.model_validate(body["status"]) if body.get("status") else None
-                known = _Pool(version, CardPoolSpec.model_validate(body["spec"]), status, meta.get("generation") or 0)
+                same_spec = known is not None and generation and known.generation == generation
+                spec = known.spec if same_spec else CardPoolSpec.model_validate(body["spec"])
+                known = _Pool(version, spec, status, generation)
             out[name] = known
         self._pools = out
         return out
