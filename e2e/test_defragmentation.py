@@ -60,8 +60,14 @@ def test_a_gang_blocked_by_fragmentation_starts_after_one_small_job_moves(
         faults.complete_pod(kube.core, namespace, f"{name}-a1-0")
     for name in finished:
         wait_phase(kube, namespace, name, "Succeeded")
-    a100 = next(g for g in pool_status(kube, pool)["groups"] if g["name"] == "a100")
-    assert (a100["freeCards"], a100["largestFreeBlock"], a100["fragmentationPercent"]) == (16, 4, 100)
+    def fragmented() -> tuple[int, int, int]:  # the pool's status is written apart from the jobs': wait for it
+        a100 = next(g for g in pool_status(kube, pool)["groups"] if g["name"] == "a100")
+        seen = (a100["freeCards"], a100["largestFreeBlock"], a100["fragmentationPercent"])
+        if seen != (16, 4, 100):
+            raise NotYet(f"a100 free, largest free block, fragmentation: {seen}")
+        return seen
+
+    wait_for("16 free A100 cards, 4 on each node, in the pool's status", fragmented, timeout=TIMEOUT)
     # a PodDisruptionBudget protects three of the four left; the fourth (its checkpoint the oldest, so the
     # most expensive to move) is the only one defragmentation may move
     left = sorted(names[1] for names in by_node.values())
