@@ -5,7 +5,7 @@ rank 0 does (through cardpool.runtime), reading a Checkpoint's verdict, and read
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -13,6 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from cardpool.api.keys import ANNOTATION_DRAIN, GROUP, LABEL_JOB, TAINT_DRAIN, VERSION
 from cardpool.runtime import Contract, ProgressReporter, Saved, report_checkpoint
 from cardpool.runtime.progress import pod_writer
+from localkube import faults
 from localkube.testing import Kube
 from localkube.waiting import NotYet, wait_for
 from manifests import edit, example
@@ -172,3 +173,29 @@ def verdict(kube: Kube, namespace: str, name: str, timeout: float = TIMEOUT) -> 
         return accepted["status"], accepted["reason"], accepted.get("message", "")
 
     return wait_for(f"Checkpoint {namespace}/{name} to be judged", judged, timeout=timeout)
+
+
+def stalled(kube: Kube, namespace: str, name: str, reason: str, timeout: float) -> str:
+    """Wait until the job is Stalled for `reason`; its message."""
+    def check() -> str:
+        conditions = {c["type"]: c for c in (get_job(kube, namespace, name).get("status") or {}).get("conditions", [])}
+        found = conditions.get("Stalled", {})
+        if (found.get("status"), found.get("reason")) != ("True", reason):
+            ready = conditions.get("Ready", {})
+            raise NotYet(f"Stalled={found.get('status')}/{found.get('reason')}; Ready: {ready.get('reason')} "
+                         f"{ready.get('message')}")
+        return found["message"]
+    return wait_for(f"TrainingJob {namespace}/{name} to be Stalled with {reason}", check, timeout=timeout)
+
+
+def run_a_job_to_its_ttl_unrefused(kube: Kube, namespace: str, pool: str, log: Callable[[], str]) -> None:
+    """A job runs, succeeds and is deleted by its TTL, and the operator whose `log` this is was refused nothing
+    on the way (an operator running with only the RBAC an install gives it)."""
+    name = submit(kube, namespace, pool, TORCH, **{"spec.ttlSecondsAfterFinished": 0})
+    wait_phase(kube, namespace, name, "Running")
+    faults.complete_pod(kube.core, namespace, f"{name}-a1-0")
+    wait_for(f"{name} to finish and be deleted by its TTL", lambda: not [
+        j for j in client.CustomObjectsApi(kube.api).list_namespaced_custom_object(
+            GROUP, VERSION, namespace, "trainingjobs")["items"] if j["metadata"]["name"] == name], timeout=TIMEOUT)
+    text = log()
+    assert "forbidden" not in text.lower() and "(403)" not in text, text

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from jobs import TORCH, get_job, make_pool, pods_of, submit, wait_phase
+from jobs import TORCH, get_job, make_pool, pods_of, stalled, submit, wait_phase
 from localkube.testing import Kube
 from localkube.waiting import NotYet, wait_for
 
@@ -27,19 +27,6 @@ RESEARCH = {"key": "cardpool.io/e2e-dedicated", "value": "research", "effect": "
 @pytest.fixture
 def pool(kube: Kube, quiet_operator: Any, namespace: str) -> Iterator[str]:
     yield from make_pool(kube, namespace)
-
-
-def stalled(kube: Kube, namespace: str, name: str, reason: str) -> str:
-    """Wait (VERDICT_S) until the job is Stalled for `reason`; its message."""
-    def check() -> str:
-        conditions = {c["type"]: c for c in (get_job(kube, namespace, name).get("status") or {}).get("conditions", [])}
-        found = conditions.get("Stalled", {})
-        if (found.get("status"), found.get("reason")) != ("True", reason):
-            ready = conditions.get("Ready", {})
-            raise NotYet(f"Stalled={found.get('status')}/{found.get('reason')}; Ready: {ready.get('reason')} "
-                         f"{ready.get('message')}")
-        return found["message"]
-    return wait_for(f"TrainingJob {namespace}/{name} to be Stalled with {reason}", check, timeout=VERDICT_S)
 
 
 def bound_nodes(kube: Kube, namespace: str, job: str, workers: int) -> dict[str, dict[str, str]]:
@@ -86,7 +73,7 @@ def test_a_template_that_narrows_to_one_group_places_only_there(kube: Kube, name
 def test_a_node_selector_no_node_satisfies_stalls_the_job_with_the_reason_and_no_pod(
         kube: Kube, namespace: str, pool: str) -> None:
     job = submit(kube, namespace, pool, TORCH, **{f"{TEMPLATE}.nodeSelector": {"topology.kubernetes.io/zone": "mars"}})
-    message = stalled(kube, namespace, job, "NoNodeMatchesTemplate")
+    message = stalled(kube, namespace, job, "NoNodeMatchesTemplate", VERDICT_S)
     assert message == (f"{TEMPLATE}.nodeSelector {{topology.kubernetes.io/zone: mars}} matches none of the pool's "
                        f"10 H800/A100 nodes"), message
     status = get_job(kube, namespace, job)["status"]
@@ -123,7 +110,7 @@ def tainted_a100s(kube: Kube) -> Iterator[list[str]]:
 def test_a_taint_the_template_does_not_tolerate_stalls_and_its_toleration_lets_the_gang_in(
         kube: Kube, namespace: str, pool: str, tainted_a100s: list[str]) -> None:
     job = submit(kube, namespace, pool, TORCH, **{"metadata.name": "untolerated", f"{TEMPLATE}.nodeSelector": AMPERE})
-    message = stalled(kube, namespace, job, "NoNodeMatchesTemplate")
+    message = stalled(kube, namespace, job, "NoNodeMatchesTemplate", VERDICT_S)
     assert "cardpool.io/e2e-dedicated=research:NoSchedule" in message and f"{TEMPLATE}.tolerations" in message, \
         message
     assert not pods_of(kube, namespace, job)

@@ -23,9 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from cardpool import __version__
-from cardpool.api.keys import GROUP, VERSION
-from jobs import TIMEOUT, TORCH, make_pool, submit, wait_phase
-from localkube import faults
+from jobs import make_pool, run_a_job_to_its_ttl_unrefused
 from localkube.config import REPO, bindir
 from localkube.processes import operator_command
 from localkube.testing import Kube
@@ -270,14 +268,7 @@ def test_helm_install_gives_an_operator_that_works_with_only_the_charts_rbac(
             return holder
 
         wait_for(f"the chart's operator to take the lease in {release_ns}", lease_holder, timeout=30)
-        name = submit(kube, namespace, pool, TORCH, **{"spec.ttlSecondsAfterFinished": 0})
-        wait_phase(kube, namespace, name, "Running")
-        faults.complete_pod(kube.core, namespace, f"{name}-a1-0")
-        wait_for(f"{name} to finish and be deleted by its TTL", lambda: not [
-            j for j in client.CustomObjectsApi(kube.api).list_namespaced_custom_object(
-                GROUP, VERSION, namespace, "trainingjobs")["items"] if j["metadata"]["name"] == name], timeout=TIMEOUT)
-        log = operator.log("helm-operator")
-        assert "forbidden" not in log.lower() and "(403)" not in log, log
+        run_a_job_to_its_ttl_unrefused(kube, namespace, pool, lambda: operator.log("helm-operator"))
         operator.stop("helm-operator")
 
         helm.run("uninstall", RELEASE, "-n", release_ns, "--wait", "--timeout=120s", kubeconfig=kube.kubeconfig)

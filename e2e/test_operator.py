@@ -18,7 +18,19 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from cardpool.api.keys import GROUP, LABEL_JOB, VERSION
-from jobs import MINDSPORE, TIMEOUT, TORCH, env_of, get_job, make_pool, node_model, pods_of, submit, wait_phase
+from jobs import (
+    MINDSPORE,
+    TIMEOUT,
+    TORCH,
+    env_of,
+    get_job,
+    make_pool,
+    node_model,
+    pods_of,
+    run_a_job_to_its_ttl_unrefused,
+    submit,
+    wait_phase,
+)
 from localkube import faults
 from localkube.config import REPO
 from localkube.testing import Kube
@@ -237,14 +249,7 @@ def test_installed_with_its_manifests_the_operator_works_with_only_its_rbac(
     try:
         operator.start("restricted", health_port=operator.health_port + 2, kubeconfig=restricted,
                        namespace="cardpool-system")
-        name = submit(kube, namespace, pool, TORCH, **{"spec.ttlSecondsAfterFinished": 0})
-        wait_phase(kube, namespace, name, "Running")
-        faults.complete_pod(kube.core, namespace, f"{name}-a1-0")
-        wait_for(f"{name} to finish and be deleted by its TTL", lambda: not [
-            j for j in client.CustomObjectsApi(kube.api).list_namespaced_custom_object(
-                GROUP, VERSION, namespace, "trainingjobs")["items"] if j["metadata"]["name"] == name], timeout=TIMEOUT)
-        log = operator.log("restricted")
-        assert "forbidden" not in log.lower() and "(403)" not in log, log
+        run_a_job_to_its_ttl_unrefused(kube, namespace, pool, lambda: operator.log("restricted"))
     finally:
         operator.stop("restricted")
         operator.start()

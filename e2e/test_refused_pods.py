@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from cardpool.api.keys import GROUP, VERSION
-from jobs import TORCH, get_job, make_pool, pods_of, submit, wait_phase
+from jobs import TORCH, get_job, make_pool, pods_of, stalled, submit, wait_phase
 from localkube.testing import Kube
 from localkube.waiting import NotYet, wait_for
 from manifests import edit, example
@@ -32,19 +32,6 @@ SMALL = {"spec.workers.size": {"min": 1, "max": 1}}
 @pytest.fixture
 def pool(kube: Kube, quiet_operator: Any, namespace: str) -> Iterator[str]:
     yield from make_pool(kube, namespace)
-
-
-def stalled(kube: Kube, namespace: str, name: str, reason: str, timeout: float = VERDICT_S) -> str:
-    """Wait until the job is Stalled for `reason`; its message."""
-    def check() -> str:
-        conditions = {c["type"]: c for c in (get_job(kube, namespace, name).get("status") or {}).get("conditions", [])}
-        found = conditions.get("Stalled", {})
-        if (found.get("status"), found.get("reason")) != ("True", reason):
-            ready = conditions.get("Ready", {})
-            raise NotYet(f"Stalled={found.get('status')}/{found.get('reason')}; Ready: {ready.get('reason')} "
-                         f"{ready.get('message')}")
-        return found["message"]
-    return wait_for(f"TrainingJob {namespace}/{name} to be Stalled with {reason}", check, timeout=timeout)
 
 
 @pytest.fixture
@@ -84,7 +71,7 @@ INVALID = [
 def test_an_invalid_worker_pod_stalls_the_job_with_the_api_servers_message_and_no_pod(
         kube: Kube, namespace: str, pool: str, neighbour: str, name: str, changes: dict, names: str) -> None:
     job = submit(kube, namespace, pool, TORCH, **{"metadata.name": name}, **changes)
-    message = stalled(kube, namespace, job, "InvalidPodTemplate")
+    message = stalled(kube, namespace, job, "InvalidPodTemplate", VERDICT_S)
     assert names in message and "spec.workers.template" in message, message
     status = get_job(kube, namespace, job)["status"]
     assert status["phase"] == "Queued" and status.get("attempt", 0) == 0 and not pods_of(kube, namespace, job)
@@ -97,7 +84,7 @@ def test_an_invalid_template_is_asked_again_when_the_spec_changes_and_then_runs(
         kube: Kube, namespace: str, pool: str) -> None:
     job = submit(kube, namespace, pool, TORCH, **SMALL, **trainer(
         volumeMounts=[{"name": "data", "mountPath": "/data"}]))
-    stalled(kube, namespace, job, "InvalidPodTemplate")
+    stalled(kube, namespace, job, "InvalidPodTemplate", VERDICT_S)
     client.CustomObjectsApi(kube.api).patch_namespaced_custom_object(
         GROUP, VERSION, namespace, "trainingjobs", job,
         {"spec": {"workers": {"template": {"spec": {"volumes": [{"name": "data", "emptyDir": {}}]}}}}})
@@ -112,7 +99,7 @@ def test_a_missing_priority_class_is_refused_until_it_exists_then_the_job_runs_u
     scheduling = client.SchedulingV1Api(kube.api)
     klass = f"{namespace}-gold"[:63]
     job = submit(kube, namespace, pool, TORCH, **SMALL, **{"spec.workers.template.spec.priorityClassName": klass})
-    message = stalled(kube, namespace, job, "PodsRefused")
+    message = stalled(kube, namespace, job, "PodsRefused", VERDICT_S)
     assert klass in message and not pods_of(kube, namespace, job), message
     scheduling.create_priority_class({"metadata": {"name": klass}, "value": 1000})
     try:
@@ -127,7 +114,7 @@ def test_a_namespaces_pod_security_level_refuses_a_host_network_template(kube: K
     kube.core.patch_namespace(namespace, {"metadata": {"labels": {
         "pod-security.kubernetes.io/enforce": "baseline", "pod-security.kubernetes.io/enforce-version": "latest"}}})
     job = submit(kube, namespace, pool, TORCH, **SMALL, **{"spec.workers.template.spec.hostNetwork": True})
-    message = stalled(kube, namespace, job, "PodsRefused")
+    message = stalled(kube, namespace, job, "PodsRefused", VERDICT_S)
     assert "PodSecurity" in message and "hostNetwork" in message, message
     assert not pods_of(kube, namespace, job)
 

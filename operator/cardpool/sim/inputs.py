@@ -40,14 +40,19 @@ class InputError(Exception):
     """An input file the simulation cannot use; the message names the file, the field and the rule."""
 
 
-def read_yaml(path: str | Path, many: bool = False) -> Any:
-    """The file's YAML document (or all its documents); unreadable or invalid YAML is an InputError."""
+def read_text(path: str | Path) -> str:
+    """The file's text; a file that cannot be read, or is not text, is an InputError."""
     try:
-        text = Path(path).read_text()
+        return Path(path).read_text()
     except OSError as exc:
         raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not a text file: {exc.reason}") from exc
+
+
+def read_yaml(path: str | Path, many: bool = False) -> Any:
+    """The file's YAML document (or all its documents); unreadable or invalid YAML is an InputError."""
+    text = read_text(path)
     try:
         return [d for d in yaml.safe_load_all(text) if d is not None] if many else yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from cardpool.api.base import DNS_LABEL
 from cardpool.api.cardpool import CardPoolSpec
 
-from .inputs import InputError, fail, read_yaml, refusals
+from .inputs import InputError, fail, read_text, read_yaml, refusals
 from .trainer import TrainerModel
 from .world import JobTrace, job_spec
 
@@ -86,12 +86,7 @@ def load_trace(path: str | Path, pool: CardPoolSpec) -> list[JobTrace]:
 
 
 def _csv_rows(path: str | Path) -> list[Row]:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a text file: {exc.reason}") from exc
+    text = read_text(path)
     # comments and blank lines are dropped but counted, so a message names the line an editor shows
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1)
              if line.strip() and not line.lstrip().startswith("#")]
