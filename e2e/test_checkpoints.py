@@ -5,6 +5,7 @@ refused. The rules: cardpool.core.checkpoints; the real trainer's side: cardpool
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -224,3 +225,39 @@ def test_a_checkpoint_naming_a_job_that_does_not_exist_is_refused_within_10_s(ku
         assert (status, reason, message) == ("False", "NoSuchJob",
                                              f"there is no TrainingJob {job} in namespace {namespace}")
     assert time.monotonic() - started < FAST
+
+
+def test_a_reported_save_time_becomes_the_interval_the_next_attempt_is_given(kube: Kube, namespace: str,
+                                                                            pool: str) -> None:
+    """saveSeconds and the advice pass the API server's schema (nothing pruned); the advice reaches the pods of
+    the next attempt as CARDPOOL_CHECKPOINT_INTERVAL_SECONDS, and the pool counts faults per group."""
+    name = submit(kube, namespace, pool, TORCH, **ONE)
+    wait_attempt(kube, namespace, name, 1)
+    assert "CARDPOOL_CHECKPOINT_INTERVAL_SECONDS" not in env_of(pods_of(kube, namespace, name)[0])  # no save yet
+    report_checkpoint(rank0(kube, namespace, name, 1, 8), Saved(100, "s3://ckpt/100", 8, None), kube.api,
+                      save_seconds=30.0)
+
+    def advised() -> dict:
+        status = get_job(kube, namespace, name)["status"]
+        if "checkpointAdvice" not in status:
+            raise NotYet(f"no checkpointAdvice yet; lastCheckpoint {status.get('lastCheckpoint')}")
+        return status
+
+    status = wait_for(f"the checkpoint advice of {name}", advised, timeout=TIMEOUT)
+    advice = status["checkpointAdvice"]
+    assert status["lastCheckpoint"]["saveSeconds"] == 30.0
+    assert (advice["saveSeconds"], advice["nodes"]) == (30.0, 1)
+    assert advice["intervalSeconds"] == round(math.sqrt(2 * advice["mtbfSeconds"] * 30.0))
+    groups = client.CustomObjectsApi(kube.api).get_cluster_custom_object(GROUP, VERSION, "cardpools",
+                                                                         pool)["status"]["groups"]
+    assert all(g["faults"]["count"] >= 0 and g["faults"]["since"] for g in groups)
+
+    api = client.CustomObjectsApi(kube.api)
+    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs", name, {"spec": {"suspend": True}})
+    wait_phase(kube, namespace, name, "Suspended")
+    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs", name, {"spec": {"suspend": False}})
+    wait_attempt(kube, namespace, name, 2)
+    second = next(p for p in pods_of(kube, namespace, name) if p.metadata.labels["cardpool.io/attempt"] == "2")
+    given = get_job(kube, namespace, name)["status"]["history"][-1]["checkpointIntervalSeconds"]
+    assert env_of(second)["CARDPOOL_CHECKPOINT_INTERVAL_SECONDS"] == str(given)
+    assert abs(given - advice["intervalSeconds"]) <= 0.1 * advice["intervalSeconds"]

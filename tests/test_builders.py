@@ -61,6 +61,20 @@ def test_generic_jobs_get_only_cardpools_contract_and_the_resume_point() -> None
     assert e["CARDPOOL_ATTEMPT"] == "2" and not any(k.startswith(("MASTER_", "PADDLE_", "RANK_")) for k in e)
 
 
+def test_an_attempt_is_given_the_checkpoint_interval_it_was_advised_at_its_start() -> None:
+    t = "2026-01-01T00:00:00Z"
+    advised = [{"attempt": 1, "workers": 2, "startTime": t, "checkpointIntervalSeconds": 600},
+               {"attempt": 2, "workers": 2, "startTime": t, "checkpointIntervalSeconds": 1138}]
+    advice = {"intervalSeconds": 2277, "mtbfSeconds": 43200, "saveSeconds": 60, "nodes": 2, "faults": 8}
+    e = env(observed("job-pytorch-homogeneous.yaml", history=advised, checkpoint_advice=advice), 1)
+    assert e["CARDPOOL_CHECKPOINT_INTERVAL_SECONDS"] == "1138"  # the attempt's, not the newer advice: ranks agree
+    unadvised = [{**advised[1], "checkpointIntervalSeconds": None}]
+    assert "CARDPOOL_CHECKPOINT_INTERVAL_SECONDS" not in env(observed("job-pytorch-homogeneous.yaml",
+                                                                      history=unadvised), 1)
+    assert "CARDPOOL_CHECKPOINT_INTERVAL_SECONDS" not in env(observed("job-pytorch-homogeneous.yaml",
+                                                                      history=advised[:1]), 1)  # another attempt's
+
+
 def test_mixed_jobs_carry_the_layout_and_per_family_overrides() -> None:
     job = observed("job-mixed-families.yaml", workers=(("h800", "H800"), ("ascend910b", "Ascend910B")))
     layout = builders.layout(job.status, POOL)

@@ -21,7 +21,9 @@ JOB = {
     "status": {
         "phase": "Running", "size": "3/4", "accelerator": "H800+Ascend910B", "attempt": 2,
         "restarts": {"counted": 0, "uncounted": 1, "scaling": 0},
-        "lastCheckpoint": {"step": 1200, "uri": "s3://ckpt/llama/1200", "worldSize": 32},
+        "lastCheckpoint": {"step": 1200, "uri": "s3://ckpt/llama/1200", "worldSize": 32, "saveSeconds": 20.5},
+        "checkpointAdvice": {"intervalSeconds": 1623, "mtbfSeconds": 64260, "saveSeconds": 20.5, "nodes": 3,
+                             "faults": 1},
         "lastFailure": {"reason": "NodeNotReady", "attempt": 1, "message": "node h800-002 of rank 1: NodeNotReady"},
         "progress": {"step": 1500, "totalSteps": 3000, "attempt": 2, "time": "2026-11-25T11:59:30Z"},
         "history": [
@@ -47,7 +49,9 @@ POOL = {"metadata": {"name": "mixed"}, "status": {
     "groups": [
         {"name": "h800", "model": "H800", "nodes": 6, "cards": 48, "allocatedCards": 12, "otherCards": 4,
          "freeCards": 24,
-         "unhealthyCards": 8, "drainingNodes": 1, "largestFreeBlock": 8, "fragmentationPercent": 0},
+         "unhealthyCards": 8, "drainingNodes": 1, "largestFreeBlock": 8, "fragmentationPercent": 0,
+         "faults": {"count": 1, "since": "2026-11-20T00:00:00Z",
+                    "open": [{"node": "h800-002", "reason": "NodeNotReady", "since": "2026-11-25T11:00:00Z"}]}},
         {"name": "ascend910b", "model": "Ascend910B", "nodes": 6, "cards": 48, "allocatedCards": 32,
          "freeCards": 16, "unhealthyCards": 0, "drainingNodes": 0, "largestFreeBlock": 4,
          "fragmentationPercent": 100}]}}

@@ -79,3 +79,14 @@ def test_without_the_jobs_uid_it_says_the_operator_will_refuse_it(calls: list[tu
     contract = Contract.from_env({k: v for k, v in ENV.items() if k != "CARDPOOL_JOB_UID"})
     report_checkpoint(contract, SAVED, object(), reporter(calls))
     assert calls[-1][1]["metadata"]["ownerReferences"] == [] and "NotOwned" in caplog.text
+
+
+@pytest.mark.parametrize(("saved", "given", "reported"), [
+    (SAVED, None, None),  # not measured, not given: nothing said
+    (Saved(40, "s3://c/40", 32, None, 12.3456), None, 12.346),  # how long the save took
+    (Saved(40, "s3://c/40", 32, None, 12.3456), 0.8, 0.8),  # an asynchronous save: its blocking part
+], ids=["unknown", "measured", "given"])
+def test_the_save_time_is_reported_for_the_operators_interval_advice(calls: list[tuple], saved: Saved,
+                                                                     given: float | None, reported) -> None:
+    report_checkpoint(Contract.from_env(ENV), saved, object(), reporter(calls), save_seconds=given)
+    assert calls[-1][1]["spec"].get("saveSeconds") == reported

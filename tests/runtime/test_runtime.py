@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cardpool.runtime import Contract, FileCheckpoints
+from cardpool.runtime import Contract, FileCheckpoints, SaveSchedule
 
 ENV = {"CARDPOOL_JOB": "j", "CARDPOOL_NAMESPACE": "ns", "CARDPOOL_ATTEMPT": "3", "CARDPOOL_RANK": "1",
        "CARDPOOL_WORKERS": "4", "CARDPOOL_CARDS_PER_WORKER": "8", "CARDPOOL_WORLD_SIZE": "32",
@@ -28,7 +28,8 @@ def test_a_missing_variable_names_itself() -> None:
 def test_only_complete_checkpoints_are_visible(tmp_path) -> None:
     store = FileCheckpoints((tmp_path / "c").as_uri())
     assert store.latest() is None
-    store.save(10, 32, lambda d: (d / "state").write_text("ten"))
+    saved = store.save(10, 32, lambda d: (d / "state").write_text("ten"))
+    assert saved.seconds is not None and saved.seconds >= 0  # measured, for the interval advice
     (tmp_path / "c" / "step-000000000020").mkdir()  # a save that died half-way: no manifest
     latest = store.latest()
     assert (latest.step, latest.world_size) == (10, 32)
@@ -66,3 +67,22 @@ def test_a_failed_progress_write_does_not_stop_training() -> None:
 
     rank0 = Contract.from_env({**ENV, "CARDPOOL_RANK": "0", "CARDPOOL_POD": "j-a3-0"})
     assert ProgressReporter(rank0, 0, broken).report(1) is False
+
+
+def test_a_save_schedule_follows_the_operators_advice_else_its_own_default() -> None:
+    now = [0.0]
+    advised = Contract.from_env({**ENV, "CARDPOOL_CHECKPOINT_INTERVAL_SECONDS": "300"})
+    schedule = SaveSchedule(advised, default_seconds=600, clock=lambda: now[0])
+    assert (schedule.interval_seconds, schedule.advised) == (300, True)
+    now[0] = 299.9
+    assert not schedule.due()
+    now[0] = 300
+    assert schedule.due()
+    schedule.saved()
+    now[0] = 599
+    assert not schedule.due()  # an interval from the last save
+    own = SaveSchedule(Contract.from_env(ENV), default_seconds=600, clock=lambda: now[0])
+    assert (own.interval_seconds, own.advised, Contract.from_env(ENV).checkpoint_interval_seconds) == (
+        600, False, None)
+    with pytest.raises(ValueError, match="default_seconds"):
+        SaveSchedule(Contract.from_env(ENV), default_seconds=0)

@@ -185,6 +185,29 @@ class CardPoolSpec(ApiModel):
     defragmentation: DefragmentationPolicy = Field(default_factory=DefragmentationPolicy)
 
 
+class CountedFault(ApiModel):
+    """A fault counted in its group's history whose drain is still on the node (so it is counted once)."""
+
+    node: str
+    """The node."""
+    reason: str
+    """The fault, e.g. NodeNotReady, CardFault."""
+    since: datetime
+    """When its drain began."""
+
+
+class FaultHistory(ApiModel):
+    """Faults of a group's nodes, the basis of the jobs' checkpoint advice: each drain of a faulty node
+    counts one (drains a person asked for do not)."""
+
+    count: int = Field(0, ge=0)
+    """Faults since `since`."""
+    since: datetime
+    """When counting began."""
+    open: list[CountedFault] = Field(default_factory=list)
+    """Counted faults whose node is still drained."""
+
+
 class GroupStatus(ApiModel):
     """Observed capacity of one node group."""
 
@@ -215,6 +238,8 @@ class GroupStatus(ApiModel):
     """Share of free cards that cannot host a full-node worker."""
     fragmented_since: datetime | None = None
     """Since when fragmentation has been above spec.defragmentation.compactionThresholdPercent."""
+    faults: FaultHistory | None = None
+    """Node faults observed in the group."""
 
 
 class Migration(ApiModel):

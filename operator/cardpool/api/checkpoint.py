@@ -35,6 +35,9 @@ class CheckpointSpec(ApiModel):
     """True once every rank's shard is durable; only complete checkpoints are used."""
     saved_at: datetime | None = None
     """When the save finished."""
+    save_seconds: float | None = Field(None, ge=0, le=86400)
+    """Seconds the save stopped training (an asynchronous save: only its blocking part). With it the operator
+    advises how often the job should save (status.checkpointAdvice)."""
 
 
 class CheckpointStatus(ApiModel):

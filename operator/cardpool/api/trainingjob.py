@@ -317,6 +317,25 @@ class CheckpointRecord(ApiModel):
     """Attempt that saved it."""
     name: str | None = None
     """The Checkpoint object."""
+    save_seconds: float | None = Field(None, ge=0)
+    """Seconds the save stopped training, as reported (spec.saveSeconds of the Checkpoint)."""
+
+
+class CheckpointAdvice(ApiModel):
+    """How often the job should save: the Young/Daly interval sqrt(2 x MTBF x save time), for the MTBF of the
+    nodes it runs on (from their groups' observed faults, CardPool status.groups[].faults) and its reported
+    save time. Given to each new attempt as CARDPOOL_CHECKPOINT_INTERVAL_SECONDS."""
+
+    interval_seconds: int = Field(ge=1)
+    """Seconds of training between saves."""
+    mtbf_seconds: int = Field(ge=1)
+    """Expected seconds between faults of the job's nodes."""
+    save_seconds: float = Field(ge=0)
+    """The save time the advice is for (the latest checkpoint's)."""
+    nodes: int = Field(ge=0)
+    """Nodes the job's current attempt runs on."""
+    faults: int = Field(ge=0)
+    """Faults observed in the groups of those nodes behind the estimate (0: the published prior alone)."""
 
 
 class Progress(ApiModel):
@@ -366,6 +385,9 @@ class AttemptRecord(ApiModel):
     """Why it ended, e.g. NodeNotReady, ExitCode137, Hang, GrowTo4, Succeeded."""
     planned: bool = False
     """Ended by cardpool on purpose (to grow): the next attempt waits for the graceful save it asked for."""
+    checkpoint_interval_seconds: int | None = Field(None, ge=1)
+    """The checkpoint interval it was given (CARDPOOL_CHECKPOINT_INTERVAL_SECONDS); unset when no save time
+    was reported yet."""
 
 
 class TrainingJobStatus(ApiModel):
@@ -396,6 +418,8 @@ class TrainingJobStatus(ApiModel):
     """Workers per node group."""
     restarts: RestartCounts = Field(default_factory=RestartCounts)
     last_checkpoint: CheckpointRecord | None = None
+    checkpoint_advice: CheckpointAdvice | None = None
+    """How often to save, refreshed as faults and saves are seen (when it moves by more than a tenth)."""
     progress: Progress | None = None
     last_failure: FailureRecord | None = None
     attempt_start_time: datetime | None = None

@@ -13,7 +13,6 @@ import random
 import time
 
 from cardpool.api.cardpool import CardPoolSpec
-from cardpool.core.interval import young_daly
 from cardpool.sim.faults import FaultModel
 from cardpool.sim.trainer import TrainerModel
 from cardpool.sim.world import JobTrace, World, fleet
@@ -54,8 +53,7 @@ def run(days: float = 30.0, jobs: int = 2000, seed: int = 1) -> dict:
     spec = pool()
     model = FaultModel()
     world = World(spec, fleet(spec, {name: n for name, _, _, _, n in GROUPS}), workload(days, jobs, seed),
-                  TrainerModel(), model, days * DAY, seed,
-                  interval_for=lambda _trace, cards: young_daly(model.system_mtbf_s(max(cards, 1)), 1.0))
+                  TrainerModel(), model, days * DAY, seed)
     started = time.perf_counter()
     world.run()
     world.close()

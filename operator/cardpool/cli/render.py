@@ -57,6 +57,13 @@ def jobs_table(jobs: list[dict], now: datetime | None = None) -> Table:
     return table
 
 
+def _advice(advice: dict | None) -> str:
+    if not advice:
+        return "- (advised once a checkpoint reports its saveSeconds)"
+    return (f"{advice['intervalSeconds']} s (Young/Daly: {advice['saveSeconds']:g} s saves, a fault every "
+            f"{advice['mtbfSeconds'] / 3600:.1f} h on its {advice['nodes']} nodes, {advice['faults']} observed)")
+
+
 def pool_rows(pool: dict) -> list[dict]:
     return [{"pool": pool["metadata"]["name"], **g} for g in (pool.get("status") or {}).get("groups", [])]
 
@@ -65,13 +72,15 @@ def pool_table(pool: dict) -> Table:
     table = Table(title=f"CardPool {pool['metadata']['name']}", box=None, pad_edge=False, header_style="bold",
                   title_justify="left")
     # OTHER: cards held by pods cardpool does not manage, neither allocated to its jobs nor free for them
+    # FAULTS: faults of the group's nodes counted since the operator began watching it (checkpoint advice)
     for column in ("GROUP", "MODEL", "NODES", "CARDS", "ALLOCATED", "OTHER", "FREE", "UNHEALTHY", "DRAINING",
-                   "LARGEST BLOCK", "FRAG%"):
+                   "FAULTS", "LARGEST BLOCK", "FRAG%"):
         table.add_column(column, justify="left" if column in ("GROUP", "MODEL") else "right")
     for g in (pool.get("status") or {}).get("groups", []):
         table.add_row(g["name"], g.get("model", ""), str(g.get("nodes", 0)), str(g.get("cards", 0)),
                       str(g.get("allocatedCards", 0)), str(g.get("otherCards", 0)), str(g.get("freeCards", 0)),
                       str(g.get("unhealthyCards", 0)), str(g.get("drainingNodes", 0)),
+                      str((g.get("faults") or {}).get("count", 0)),
                       str(g.get("largestFreeBlock", 0)), str(g.get("fragmentationPercent", 0)))
     return table
 
@@ -115,6 +124,7 @@ def describe_job(job: dict, events: list[dict], now: datetime | None = None) -> 
                        ("Restarts", f"{restarts.get('counted', 0)} counted, {restarts.get('uncounted', 0)} not "
                                     f"counted, {restarts.get('scaling', 0)} to resize"),
                        ("Checkpoint", f"step {checkpoint['step']} at {checkpoint['uri']}" if checkpoint else "-"),
+                       ("Save every", _advice(status.get("checkpointAdvice"))),
                        ("Last failure", f"{failure['reason']} (attempt {failure['attempt']}): {failure['message']}"
                         if failure else "-")):
         head.add_row(key, value)

@@ -79,7 +79,8 @@ def judge_checkpoints(job: ObservedJob, status: TrainingJobStatus, now: datetime
             continue  # above the reported progress, within the grace
         if verdict.accepted:
             status.last_checkpoint = CheckpointRecord(step=ck.step, uri=ck.uri, time=clock.now,
-                                                      world_size=ck.world_size, attempt=ck.attempt, name=ck.name)
+                                                      world_size=ck.world_size, attempt=ck.attempt, name=ck.name,
+                                                      save_seconds=ck.save_seconds)
             plan.events.append(Event("Normal", "CheckpointRecorded", f"step {ck.step} at {ck.uri}"))
         else:
             plan.events.append(Event("Warning", "CheckpointIgnored", f"{ck.name}: {verdict.message}"))
@@ -168,7 +169,8 @@ def _fall_back(job: ObservedJob, status: TrainingJobStatus, plan: JobPlan) -> No
                                                                  f"attempt starts from scratch"))
         return
     status.last_checkpoint = CheckpointRecord(step=newest.step, uri=newest.uri, time=newest.created,
-                                              world_size=newest.world_size, attempt=newest.attempt, name=newest.name)
+                                              world_size=newest.world_size, attempt=newest.attempt, name=newest.name,
+                                              save_seconds=newest.save_seconds)
     plan.events.append(Event("Warning", "CheckpointDeleted", f"{gone}: the job falls back to {newest.name} (step "
                                                              f"{newest.step}, accepted before)"))
 

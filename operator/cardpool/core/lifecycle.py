@@ -30,6 +30,7 @@ from cardpool.api.trainingjob import (
     TrainingJobStatus,
 )
 
+from .advice import GroupRate, advise
 from .checkpoints import Verdict, judge_checkpoints
 from .clock import Deadlines
 from .constraints import from_template
@@ -195,13 +196,15 @@ def request(job: ObservedJob) -> JobRequest:
 def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, waiting: Waiting | None = None,
              faulty_nodes: Mapping[str, str] = _NONE, grow_to: int | None = None,
              migrate: str | None = None, group_rates: Mapping[str, float] = MappingProxyType({}),
-             stuck_after: timedelta | None = None, refusal: PodRefusal | None = None) -> JobPlan:
+             stuck_after: timedelta | None = None, refusal: PodRefusal | None = None,
+             fault_rates: Mapping[str, GroupRate] | None = None) -> JobPlan:
     """`faulty_nodes`: node -> fault reason. `grow_to`: the size the job could restart at now, when the pool
     pass found room for more than it runs with (see core.pool). `migrate`: defragmentation moves the job
     (why, see core.migrations). `group_rates`: relative throughput per node group. `stuck_after`: how long a
     pod may stay Terminating on a lost node before it is force-removed (the pool's health policy).
     `refusal`: the API server refuses the job's worker pod as its spec now stands: no attempt starts, and a
-    starting one is rolled back, until the spec changes or the refusal is lifted."""
+    starting one is rolled back, until the spec changes or the refusal is lifted. `fault_rates`: per node group,
+    its fault rate, from which the job's checkpoint advice follows (None: the advice is left as it is)."""
     clock = Deadlines(now)
     spec = job.spec
     old = job.status
@@ -338,6 +341,11 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     status.observed_generation = job.generation
     status.conditions = conditions_for_phase(old.conditions, phase, reason or phase.value, message, now,
                                              job.generation)
+    if fault_rates is not None:
+        status.checkpoint_advice = advise(status, fault_rates)
+        if status.attempt != old.attempt and status.history:  # what the new attempt's pods are given
+            advice = status.checkpoint_advice
+            status.history[-1].checkpoint_interval_seconds = advice.interval_seconds if advice else None
     plan.status_changed = status != old
     plan.recheck_at = clock.next
     return plan

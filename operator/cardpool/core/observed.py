@@ -90,6 +90,8 @@ class ObservedCheckpoint:
     """The status of its Accepted condition once the operator has judged it ("True"/"False")."""
     owner_uid: str = ""
     """UID of the TrainingJob named spec.job in its ownerReferences ("" when none names it)."""
+    save_seconds: float | None = None
+    """Seconds the save stopped training, as the trainer reported it (spec.saveSeconds)."""
 
 
 @dataclass(frozen=True)

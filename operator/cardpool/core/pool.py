@@ -15,12 +15,13 @@ from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus, GroupStatus, Hel
 from cardpool.api.conditions import Condition, set_condition
 from cardpool.api.trainingjob import Phase
 
+from .advice import count_faults, fault_rates
 from .clock import Deadlines
 from .constraints import Taint, blocking, tolerations
 from .drain import Hold, Member, member_group, members
 from .lifecycle import MIGRATED, JobPlan, needs_placement, plan_job, request
 from .migrations import HOUR, TARGET_TIMEOUT, active_target, decide_defrag
-from .observed import ObservedBudget, ObservedJob, ObservedNode, ObservedPod, PodRefusal
+from .observed import DrainRecord, ObservedBudget, ObservedJob, ObservedNode, ObservedPod, PodRefusal
 from .queue import NEVER, QueuePlan, queue_order, schedule
 from .sizing import resize
 from .snapshot import Allocation, Group, Node, Snapshot, Worker
@@ -197,11 +198,12 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
     first = active_target(earlier, jobs, now)
     queue = memo.schedule(snapshot, first) if memo is not None else schedule(snapshot, first)
     frag_since = fragmented_since(spec, previous, queue, now)
-    drained: dict[str, int] = {}
+    drains: dict[str, list[tuple[str, DrainRecord]]] = {}
     for node in nodes:
         if node.drain is not None and (group := member_group(spec, node.labels)) is not None:
-            drained[group.name] = drained.get(group.name, 0) + 1
-    status = pool_status(spec, generation, previous, snapshot, queue, now, drained, frag_since, foreign)
+            drains.setdefault(group.name, []).append((node.name, node.drain))
+    status = pool_status(spec, generation, previous, snapshot, queue, now, drains, frag_since, foreign)
+    faults = fault_rates(((g.name, g.nodes, g.faults) for g in status.groups), now)
     decidable = [j for j in jobs if j.key not in settling] if settling else jobs
     defrag = decide_defrag(spec.defragmentation, earlier, snapshot, queue, decidable, frag_since,
                            status.fragmentation_percent, now, budgets)
@@ -215,7 +217,9 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
     rates = {g.name: g.accelerator.relative_throughput for g in spec.node_groups}
     stuck = timedelta(seconds=spec.health.stuck_terminating_seconds)
     if memo is not None:
-        memo.start((spec, tuple(sorted(faulty.items()))))
+        # a fault counted changes every job's advice; the estimate's slow drift with time alone does not
+        # forget the plans (a job's advice follows it when anything else about the job changes)
+        memo.start((spec, tuple(sorted(faulty.items())), tuple((g, r.faults) for g, r in faults.items())))
     plans = []
     for job in jobs:
         if job.key in settling:
@@ -227,7 +231,7 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
         if plan is None:
             offer, wait, grow_to, migrate, refusal = inputs
             plan = plan_job(job, now, offer, wait, faulty, grow_to, migrate, rates, stuck_after=stuck,
-                            refusal=refusal)
+                            refusal=refusal, fault_rates=faults)
             if memo is not None:
                 memo.put(job, inputs, plan)
         clock.note(plan.recheck_at)
@@ -302,9 +306,13 @@ def room_to_grow(snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob]) 
             return {req.key: grown.size}
     return {}
 def pool_status(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None, snapshot: Snapshot,
-                queue: QueuePlan, now: datetime, drained: dict[str, int] | None = None,
+                queue: QueuePlan, now: datetime,
+                drains: Mapping[str, list[tuple[str, DrainRecord]]] | None = None,
                 frag_since: dict[str, datetime | None] | None = None, foreign: Foreign | None = None) -> CardPoolStatus:
+    """`drains`: per group, its drained nodes and their drain records (faults are counted from them)."""
     used, free_now = snapshot.used(), snapshot.free()
+    drains = drains or {}
+    before = {g.name: g.faults for g in previous.groups} if previous else {}
     groups = []
     for g in spec.node_groups:
         group_nodes = [n for n in snapshot.nodes if n.group == g.name]
@@ -319,10 +327,11 @@ def pool_status(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | 
             name=g.name, model=g.accelerator.model, nodes=len(group_nodes), cards=cards, healthy_cards=healthy,
             allocated_cards=max(allocated, 0), other_cards=sum(taken.values()), free_cards=free,
             unhealthy_cards=cards - healthy,
-            draining_nodes=(drained or {}).get(g.name, 0),
+            draining_nodes=len(drains.get(g.name, ())),
             largest_free_block=frag.largest_free_block if frag else 0,
             fragmentation_percent=frag.percent if frag else 0,
-            fragmented_since=(frag_since or {}).get(g.name)))
+            fragmented_since=(frag_since or {}).get(g.name),
+            faults=count_faults(before.get(g.name), drains.get(g.name, ()), now)))
     free_total = sum(g.free_cards for g in groups)
     whole = sum(f.largest_gang_cards for f in queue.fragmentation.values())
     empty_groups = [g.name for g in groups if g.nodes == 0]

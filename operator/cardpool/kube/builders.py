@@ -98,6 +98,9 @@ def env(job: ObservedJob, pool_name: str, pool: CardPoolSpec, slot: RankSlot) ->
     if spec.checkpoint:
         out["CARDPOOL_CHECKPOINT_URI"] = spec.checkpoint.uri
         out["CARDPOOL_GRACEFUL_SAVE_SECONDS"] = str(spec.checkpoint.graceful_save_seconds)
+    this = status.history[-1] if status.history and status.history[-1].attempt == status.attempt else None
+    if this is not None and this.checkpoint_interval_seconds is not None:  # fixed for the attempt: ranks agree
+        out["CARDPOOL_CHECKPOINT_INTERVAL_SECONDS"] = str(this.checkpoint_interval_seconds)
     if status.last_checkpoint:
         ck = status.last_checkpoint
         out |= {"CARDPOOL_RESUME_URI": ck.uri, "CARDPOOL_RESUME_STEP": str(ck.step),

@@ -186,7 +186,8 @@ def checkpoint(body: Mapping[str, Any]) -> ObservedCheckpoint:
                   and o.get("name") == spec["job"]), "")
     return ObservedCheckpoint(name=meta["name"], job=spec["job"], attempt=spec["attempt"], step=spec["step"],
                               uri=spec["uri"], world_size=spec["worldSize"], complete=bool(spec.get("complete")),
-                              created=_time(meta.get("creationTimestamp")), verdict=accepted, owner_uid=owner)
+                              created=_time(meta.get("creationTimestamp")), verdict=accepted, owner_uid=owner,
+                              save_seconds=spec.get("saveSeconds"))
 
 
 def job(body: Mapping[str, Any], pods: tuple[ObservedPod, ...] = (),

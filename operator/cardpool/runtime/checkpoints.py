@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -17,6 +18,8 @@ class Saved:
     uri: str
     world_size: int
     path: Path
+    seconds: float | None = None
+    """How long the save took (None: not measured, e.g. found by `latest`)."""
 
 
 class FileCheckpoints:
@@ -31,6 +34,7 @@ class FileCheckpoints:
 
     def save(self, step: int, world_size: int, write) -> Saved:
         """`write(folder)` writes the state into a fresh folder; the step becomes visible only when complete."""
+        started = time.monotonic()
         final = self._final(step)
         staging = self.root / f".staging-{step:012d}-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
@@ -43,7 +47,7 @@ class FileCheckpoints:
                 os.fsync(fh.fileno())
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
-        return Saved(step, final.as_uri(), world_size, final)
+        return Saved(step, final.as_uri(), world_size, final, time.monotonic() - started)
 
     def latest(self) -> Saved | None:
         """The newest complete checkpoint, if any."""

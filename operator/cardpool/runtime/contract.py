@@ -32,6 +32,9 @@ class Contract:
     layout: list[dict]
     job_uid: str = ""
     pod: str = ""
+    checkpoint_interval_seconds: int | None = None
+    """The operator's advice on how often to save (Young/Daly for this attempt's nodes and the last reported
+    save time); None before any save time was reported. See SaveSchedule."""
 
     @property
     def is_rank0(self) -> bool:
@@ -59,4 +62,6 @@ class Contract:
             checkpoint_uri=env.get("CARDPOOL_CHECKPOINT_URI"),
             graceful_save_seconds=int(env.get("CARDPOOL_GRACEFUL_SAVE_SECONDS", "0")),
             resume=resume, layout=json.loads(env.get("CARDPOOL_LAYOUT", "[]")), job_uid=env.get("CARDPOOL_JOB_UID", ""),
-            pod=env.get("CARDPOOL_POD", ""))
+            pod=env.get("CARDPOOL_POD", ""),
+            checkpoint_interval_seconds=int(env["CARDPOOL_CHECKPOINT_INTERVAL_SECONDS"])
+            if env.get("CARDPOOL_CHECKPOINT_INTERVAL_SECONDS") else None)

@@ -24,10 +24,13 @@ def checkpoint_name(contract: Contract, step: int) -> str:
     return f"{contract.job}-a{contract.attempt}-s{step}"
 
 
-def report_checkpoint(contract: Contract, saved: Saved, api=None, progress: ProgressReporter | None = None) -> str:
+def report_checkpoint(contract: Contract, saved: Saved, api=None, progress: ProgressReporter | None = None,
+                      save_seconds: float | None = None) -> str:
     """Report the saved step as progress (through `progress`, the trainer's reporter, so the report keeps its
     total steps; else a one-off one, best effort like every progress report), then create the Checkpoint for
-    the complete save; repeating it is harmless. Returns its name."""
+    the complete save; repeating it is harmless. Returns its name. `save_seconds`: how long the save stopped
+    training (an asynchronous save: its blocking part only); by default how long `saved` took. The operator
+    advises the checkpoint interval from it (CARDPOOL_CHECKPOINT_INTERVAL_SECONDS)."""
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -44,6 +47,9 @@ def report_checkpoint(contract: Contract, saved: Saved, api=None, progress: Prog
             "spec": {"job": contract.job, "attempt": contract.attempt, "step": saved.step, "uri": saved.uri,
                      "worldSize": saved.world_size, "complete": True,
                      "savedAt": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}}
+    blocked = save_seconds if save_seconds is not None else saved.seconds
+    if blocked is not None:
+        body["spec"]["saveSeconds"] = round(max(blocked, 0.0), 3)
     try:
         client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, contract.namespace,
                                                                      "checkpoints", body)

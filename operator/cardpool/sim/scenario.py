@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from cardpool.api.cardpool import CardPoolSpec
-from cardpool.core.interval import young_daly
 
 from .faults import HOUR, FaultModel
 from .inputs import Fleet
@@ -62,7 +61,7 @@ class Settings:
     seed: int = 1
     failures: Failures = field(default_factory=Failures)
     trainer: TrainerModel = field(default_factory=TrainerModel)
-    """interval_s None: the advised (Young/Daly) interval."""
+    """interval_s None: the operator's advice (Young/Daly for the attempt's nodes and the reported save time)."""
 
 
 @dataclass(frozen=True)
@@ -77,15 +76,10 @@ class Scenario:
     def fault_model(self) -> FaultModel | None:
         return self.settings.failures.model(self.fleet.cards)
 
-    def advised_interval(self, cards: int) -> float:
-        """Seconds of training between saves for an attempt holding `cards` cards."""
-        model = self.fault_model or FaultModel()
-        return young_daly(model.system_mtbf_s(max(cards, 1)), self.settings.trainer.save_s)
-
     def world(self) -> World:
         horizon = self.settings.hours * HOUR
         return World(self.pool, self.fleet.nodes, self.jobs, self.settings.trainer, self.fault_model, horizon,
-                     self.settings.seed, interval_for=lambda _job, cards: self.advised_interval(cards),
+                     self.settings.seed,
                      sample_every_s=max(60.0, horizon / SAMPLES))
 
 

@@ -4,9 +4,10 @@ which training was kept.
 An attempt starts training `restart_s` after its last pod runs (rendezvous, loading the checkpoint). It then
 makes steps at a rate proportional to its cards times their relative throughput (the job's `step_s` is the
 step time at its full size on cards of throughput 1.0), times `scaling` per halving of the world size below
-its largest (1.0: perfectly linear). Every `interval_s` seconds of training it saves, which stops training
-for `save_s` seconds (an asynchronous in-memory save blocks about a second, a synchronous save to storage
-a minute or more). A planned stop (growing, a move) saves first; a fault does not: its ranks are gone.
+its largest (1.0: perfectly linear). Every interval of training (its own, or the operator's advice) it
+saves, which stops training for `save_s` seconds (an asynchronous in-memory save blocks about a second, a
+synchronous save to storage a minute or more). A planned stop (growing, a move) saves first; a fault does
+not: its ranks are gone.
 
 What was kept is a timeline of training segments (steps, seconds, cards). A new attempt resumes at the step
 the operator gives it (status.history's resumedFromStep); the segments beyond it are lost work. Figures:
@@ -25,7 +26,10 @@ class TrainerModel:
     save_s: float = 1.0
     """Training stopped per checkpoint save."""
     interval_s: float | None = None
-    """Seconds of training between saves; None: the Young/Daly interval for the job's cards."""
+    """Seconds of training between saves; None: the operator's advice (CARDPOOL_CHECKPOINT_INTERVAL_SECONDS,
+    status.history's checkpointIntervalSeconds of the attempt), `default_interval_s` while it has none."""
+    default_interval_s: float = 600.0
+    """The trainer's own interval until the operator advises one (it needs a reported save time first)."""
     restart_s: float = 60.0
     """From the last pod running to training: rendezvous and loading the checkpoint."""
     pod_start_s: float = 20.0
@@ -41,6 +45,8 @@ class TrainerModel:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.interval_s is not None and self.interval_s <= 0:
             raise ValueError(f"interval_s must be positive, got {self.interval_s}")
+        if self.default_interval_s <= 0:
+            raise ValueError(f"default_interval_s must be positive, got {self.default_interval_s}")
         if not 0 < self.scaling <= 1:
             raise ValueError(f"scaling must be in (0, 1], got {self.scaling}")
 

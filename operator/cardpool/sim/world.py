@@ -126,11 +126,11 @@ class Sample:
 class World:
     def __init__(self, pool: CardPoolSpec, nodes: Iterable[tuple[ObservedNode, str]], jobs: Iterable[JobTrace],
                  trainer: TrainerModel, fault_model: FaultModel | None, horizon_s: float, seed: int = 1,
-                 interval_for: Callable[[JobTrace, int], float] | None = None, sample_every_s: float = 3600.0,
+                 sample_every_s: float = 3600.0,
                  scripted: Iterable[Fault] = ()):
         """`fault_model`: random faults (None: none). `scripted`: faults at given times, besides.
-        `interval_for(trace, cards)`: seconds of training between saves when the trainer model sets none
-        (e.g. the Young/Daly advice for those cards)."""
+        A trainer model without an interval saves at the operator's advice for each attempt, as a trainer
+        using cardpool.runtime.SaveSchedule does."""
         self.pool, self.trainer, self.horizon = pool, trainer, horizon_s
         self.t = 0.0
         self.nodes: dict[str, ObservedNode] = {}
@@ -142,7 +142,6 @@ class World:
         self.records: dict[str, JobRecord] = {}
         self.pool_status: CardPoolStatus | None = None
         self.memo = PlanMemo()
-        self.interval_for = interval_for
         self.down: set[str] = set()
         """Nodes stopped by a fault (their kubelet does not act), NotReady or not yet."""
         self.faults_seen: list[Fault] = []
@@ -338,7 +337,8 @@ class World:
         rate = self.trainer.rate(rec.trace.step_s, rec.full_power, power)
         interval = self.trainer.interval_s
         if interval is None:
-            interval = self.interval_for(rec.trace, cards) if self.interval_for is not None else 600.0
+            advised = entry.checkpoint_interval_seconds if entry is not None else None
+            interval = float(advised) if advised is not None else self.trainer.default_interval_s
         run = Run(status.attempt, rate, cards, resume, self.t + self.trainer.restart_s, interval,
                   self.trainer.save_s, next(self._tokens))
         rec.run, rec.trained_attempt = run, status.attempt
@@ -411,7 +411,8 @@ class World:
         pods = tuple(replace(p, progress=progress) if p.attempt == attempt and p.rank == 0 else p for p in job.pods)
         checkpoint = ObservedCheckpoint(f"{job.name}-a{attempt}-s{saved}", job.name, attempt, saved,
                                         f"{job.spec.checkpoint.uri}/{saved}" if job.spec.checkpoint else "",
-                                        max(cards, 1), True, self.now, owner_uid=job.uid)
+                                        max(cards, 1), True, self.now, owner_uid=job.uid,
+                                        save_seconds=self.trainer.save_s)
         checkpoints = (*job.checkpoints, checkpoint)[-KEEP_CHECKPOINTS:]
         self.jobs[key] = replace(job, pods=pods, checkpoints=checkpoints)
 
