@@ -139,6 +139,32 @@ def test_the_same_seed_gives_the_same_run() -> None:
     assert first == once() and first[0] > 3
 
 
+def test_a_plan_never_changes_the_observed_status_it_was_made_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    """plan_job copies only what it changes in place (lifecycle._writable): through faults, restarts, shrinking,
+    growing and saves, every job's observed status is the same after its plan as before."""
+    import cardpool.core.pool as pool_pass
+    from cardpool.sim.faults import FaultModel
+
+    real = pool_pass.plan_job
+    seen: dict[str, int] = {}
+
+    def checked(job, *args, **kwargs):
+        before = job.status.model_copy(deep=True)
+        plan = real(job, *args, **kwargs)
+        assert job.status == before, f"plan_job changed the observed status of {job.key}"
+        seen[plan.status.phase] = seen.get(plan.status.phase, 0) + 1
+        return plan
+
+    monkeypatch.setattr(pool_pass, "plan_job", checked)
+    spec = pool()
+    jobs = [JobTrace(f"job{i}", 600.0 * i, 8, 1, 3, ("H800",), 20_000, 1.0) for i in range(3)]
+    world = World(spec, fleet(spec, {"h800": 7}), jobs, TRAINER, FaultModel().scaled(1.0, 56), 12 * HOUR, 5)
+    world.run()
+    world.close()
+    restarts = sum(sum(r.restarts.values()) for r in world.records.values())
+    assert restarts > 3 and {"Restarting", "Running", "Succeeded"} <= set(seen)  # the transitions were lived
+
+
 def test_defragmentation_never_moves_two_jobs_back_and_forth() -> None:
     """Found by `cardpool simulate`: elastic jobs that each needed the other's cards moved each other in turn,
     70 times each: the target of the moves, placed first, took its largest size and left the moved job no

@@ -3,7 +3,8 @@
 `goodput` (cardpool.bench.goodput): one 10,000-card job through 14 simulated days of faults (one per 3 h) in
 the simulator, where the operator's own pass decides: {"ettr": {"async"|"blocking": {"cardpool",
 "restart_fixed", "restart_wait"}}, "advised_interval": {"mtbf_3h"|"mtbf_24h": {"advised", "fixed_10min",
-"fixed_60min", "young_daly_s"}}, ...}. `--quick`: 2 days.
+"fixed_60min", "young_daly_s"}}, "llama3": {"simulated_ettr", "implied_ettr", "published_ettr_lower_bound", ...},
+...}: Llama 3's 54-day run (2,048 nodes, 419 interruptions). `--quick`: 2 days of each.
 `simspeed` (cardpool.bench.simspeed): the simulator's speed at the seeds' scale, {"sim_30d_10k_s", "passes",
 ...}: 30 days, 1,250 nodes, 2,000 jobs, default failures. `--quick`: 3 days and 200 jobs ({"sim_s", ...}).
 

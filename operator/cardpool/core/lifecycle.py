@@ -208,7 +208,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     clock = Deadlines(now)
     spec = job.spec
     old = job.status
-    status = old.model_copy(deep=True)
+    status = _writable(old)
     plan = JobPlan(job.key, status)
     judge_checkpoints(job, status, clock, plan)
     reason, message = "", ""
@@ -349,6 +349,17 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     plan.status_changed = status != old
     plan.recheck_at = clock.next
     return plan
+
+
+def _writable(status: TrainingJobStatus) -> TrainingJobStatus:
+    """A copy of `status` that plan_job may change: fields are set anew, never changed in place, except the
+    last history entry and the restart counters, which are copied. The rest is shared with the observed status
+    (a deep copy of every job's status was most of a pass's cost)."""
+    out = status.model_copy()
+    if status.history:
+        out.history = [*status.history[:-1], status.history[-1].model_copy()]
+    out.restarts = status.restarts.model_copy()
+    return out
 
 
 def _start_attempt(job: ObservedJob, status: TrainingJobStatus, offer: Placement, now: datetime,
