@@ -121,3 +121,19 @@ def test_cards_held_by_pods_cardpool_does_not_manage_are_not_free() -> None:
     h800 = next(g for g in plan.status.groups if g.name == "h800")
     assert (h800.other_cards, h800.free_cards, h800.allocated_cards) == (11, 21, 0)
     assert not plan.queue.admitted  # 4 whole H800 nodes are needed; only 2 are whole
+
+
+def test_group_figures_count_a_running_job_other_pods_and_an_unhealthy_node() -> None:
+    """h800: 4 nodes of 8; a 2 x 8 job on h800-0 and h800-1; 3 cards of h800-2 held by a foreign pod; h800-3
+    NotReady (its 8 cards unhealthy, neither free nor allocated)."""
+    spec = job().spec.model_copy(deep=True)
+    spec.workers.size.min = spec.workers.size.max = 2
+    two = {**started(phase="Running"), "placement": [{"group": "h800", "accelerator": "H800", "workers": 2,
+                                                      "nodes": ["h800-0", "h800-1"]}]}
+    running = job(two, pods=[(1, 0, "Running"), (1, 1, "Running")], spec=spec)
+    nodes = [replace(n, conditions={"Ready": "False"}) if n.name == "h800-3" else n for n in NODES]
+    status = reconcile_pool(POOL, 1, None, nodes, [running], NOW, foreign={"h800-2": {"nvidia.com/gpu": 3}}).status
+    h800 = next(g for g in status.groups if g.name == "h800")
+    assert (h800.nodes, h800.cards, h800.healthy_cards, h800.unhealthy_cards) == (4, 32, 24, 8)
+    assert (h800.allocated_cards, h800.other_cards, h800.free_cards) == (16, 3, 5)
+    assert (status.cards, status.free_cards, status.unhealthy_cards) == (32, 5, 8)

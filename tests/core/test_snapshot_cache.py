@@ -11,6 +11,7 @@ from cardpool.core.drain import members
 from cardpool.core.observed import ObservedPod
 from cardpool.core.pool import build_snapshot
 
+from .test_lifecycle import job, started
 from .test_pool_pass import NODES, NOW, POOL
 
 RESOURCE = "nvidia.com/gpu"
@@ -33,13 +34,20 @@ STEPS = [  # (what changes before the pass, the nodes, cardpool pods of other po
 
 
 def test_a_cached_snapshot_is_the_one_built_from_scratch_through_every_change() -> None:
+    """With a job running on h800-2 and h800-3, the same job object every pass: its cached allocation follows
+    the node that leaves and comes back."""
+    running = job({**started(phase="Running"), "placement": [{"group": "h800", "accelerator": "H800", "workers": 2,
+                                                              "nodes": ["h800-2", "h800-3"]}]})
     cache: dict = {}
+    held: dict = {}
     for what, nodes, others, foreign in STEPS:
         classified = members(POOL, nodes)
-        cached, faulty = build_snapshot(POOL, nodes, [], NOW, others, foreign, classified, (), cache)
-        fresh, fresh_faulty = build_snapshot(POOL, nodes, [], NOW, others, foreign, classified)
+        cached, faulty = build_snapshot(POOL, nodes, [running], NOW, others, foreign, classified, (), cache, held)
+        fresh, fresh_faulty = build_snapshot(POOL, nodes, [running], NOW, others, foreign, classified)
         assert (cached, faulty) == (fresh, fresh_faulty), what
         assert set(cache) == {n.name for n in nodes}, what
+        assert [w.node for w in cached.allocations[0].workers] == [n for n in ("h800-2", "h800-3")
+                                                                   if n in cache], what
 
 
 @pytest.mark.parametrize("changed", [False, True])

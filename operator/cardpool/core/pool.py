@@ -60,11 +60,14 @@ node whose inputs are the very same objects (and equal figures) as in the last p
 def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[ObservedJob], now: datetime,
                    other_pods: tuple[ObservedPod, ...] = (), foreign: Foreign | None = None,
                    classified: list[Member] | None = None,
-                   settling: Collection[str] = (), cache: NodeCache | None = None) -> tuple[Snapshot, dict[str, str]]:
+                   settling: Collection[str] = (), cache: NodeCache | None = None,
+                   held_cache: dict | None = None) -> tuple[Snapshot, dict[str, str]]:
     """`other_pods`: cardpool pods of other pools' jobs, whose cards on shared nodes are not free here.
     `foreign`: cards held by pods cardpool does not manage. `classified`: the pool's members, if known.
     `settling`: jobs whose last plan is still being carried out: they hold what their status says, and the
-    queue does not consider them. `cache`: the last pass's nodes (see NodeCache), replaced by this pass's."""
+    queue does not consider them. `cache`: the last pass's nodes (see NodeCache), replaced by this pass's.
+    `held_cache`: job key -> (status, pods, spec, allocation) of the last pass, kept while the nodes are the same and
+    reused for a job whose status, pods and spec are the very same objects."""
     others: dict[str, int] = {}
     for pod in other_pods:
         if pod.node and pod.phase not in ("Succeeded", "Failed"):
@@ -72,6 +75,7 @@ def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[Obs
     foreign = foreign or {}
     core_nodes, faulty = [], {}
     built: NodeCache = {}
+    same_nodes = cache is not None  # every node as in the last pass: then so is each job's allocation
     for member in members(spec, nodes) if classified is None else classified:
         node, group, health = member.node, member.group, member.health
         if not health.healthy:
@@ -83,6 +87,7 @@ def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[Obs
         if hit is not None and hit[0] is node and hit[1] is group and hit[2] == health and hit[3] == used:
             core = hit[4]
         else:
+            same_nodes = False
             core = Node(
                 name=node.name, group=group.name, model=group.accelerator.model,
                 allocatable=node.allocatable.get(resource, 0),
@@ -93,35 +98,49 @@ def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[Obs
         built[node.name] = (node, group, health, used, core)
         core_nodes.append(core)
     if cache is not None:
+        same_nodes = same_nodes and len(built) == len(cache)
         cache.clear()
         cache.update(built)
+    if held_cache is not None and not same_nodes:
+        held_cache.clear()
     groups = tuple(Group(g.name, g.accelerator.model, g.accelerator.cards_per_node,
                          g.accelerator.relative_throughput) for g in spec.node_groups)
     known = {n.name: n for n in core_nodes}
     clock = now if isinstance(now, Deadlines) else Deadlines(now)
     allocations, pending = [], []
     for job in jobs:
-        held: dict[str, int] = {}
-        live = job.status.phase in (Phase.STARTING, Phase.RUNNING)
-        cards = job.spec.workers.cards_per_worker
-        if live:
-            for gp in job.status.placement:
-                for node in gp.nodes:
-                    held[node] = held.get(node, 0) + cards
-        for pod in job.pods:  # every other pod still holds its cards until it has ended
-            if live and pod.attempt == job.status.attempt:
-                continue  # counted through the recorded placement
-            if pod.node and pod.phase not in ("Succeeded", "Failed"):
-                held[pod.node] = held.get(pod.node, 0) + cards
-        if held:
-            workers = tuple(Worker(i, node, known[node].group, known[node].model, n)
-                            for i, (node, n) in enumerate(sorted(held.items())) if node in known)
-            if workers:
-                allocations.append(Allocation(job.key, workers))
+        kept = held_cache.get(job.key) if held_cache is not None else None
+        if kept is not None and kept[0] is job.status and kept[1] is job.pods and kept[2] is job.spec:
+            allocation = kept[3]
+        else:
+            allocation = _allocation(job, known)
+            if held_cache is not None:
+                held_cache[job.key] = (job.status, job.pods, job.spec, allocation)
+        if allocation is not None:
+            allocations.append(allocation)
         if job.key not in settling and needs_placement(job, clock, faulty):
             pending.append(request(job))
     return Snapshot(nodes=tuple(core_nodes), groups=groups, allocations=tuple(allocations),
                     pending=tuple(pending)), faulty
+
+
+def _allocation(job: ObservedJob, known: Mapping[str, Node]) -> Allocation | None:
+    """The cards the job holds: its recorded placement while an attempt is live, and every pod not ended."""
+    held: dict[str, int] = {}
+    live = job.status.phase in (Phase.STARTING, Phase.RUNNING)
+    cards = job.spec.workers.cards_per_worker
+    if live:
+        for gp in job.status.placement:
+            for node in gp.nodes:
+                held[node] = held.get(node, 0) + cards
+    for pod in job.pods:  # every other pod still holds its cards until it has ended
+        if live and pod.attempt == job.status.attempt:
+            continue  # counted through the recorded placement
+        if pod.node and pod.phase not in ("Succeeded", "Failed"):
+            held[pod.node] = held.get(pod.node, 0) + cards
+    workers = tuple(Worker(i, node, known[node].group, known[node].model, n)
+                    for i, (node, n) in enumerate(sorted(held.items())) if node in known)
+    return Allocation(job.key, workers) if workers else None
 
 
 class PlanMemo:
@@ -131,6 +150,7 @@ class PlanMemo:
 
     def __init__(self) -> None:
         self.nodes: NodeCache = {}
+        self.allocations: dict = {}
         self._pool: tuple | None = None
         self._plans: dict[str, tuple[tuple, JobPlan]] = {}
         self._queue: tuple[Snapshot, str | None, QueuePlan] | None = None
@@ -169,8 +189,11 @@ class PlanMemo:
                                     plan)
 
     def keep_only(self, keys: Collection[str]) -> None:
-        for key in self._plans.keys() - set(keys):
+        keep = set(keys)
+        for key in self._plans.keys() - keep:
             del self._plans[key]
+        for key in self.allocations.keys() - keep:
+            del self.allocations[key]
 
 
 def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None,
@@ -187,7 +210,8 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
     refusals = refusals or {}
     unplaceable = {*settling, *refusals} if refusals else settling
     snapshot, faulty = build_snapshot(spec, nodes, jobs, clock, other_pods, foreign, classified, unplaceable,
-                                      memo.nodes if memo is not None else None)
+                                      memo.nodes if memo is not None else None,
+                                      memo.allocations if memo is not None else None)
     known = {n.name for n in snapshot.nodes}
     for job in jobs:  # a recorded node that left the pool (deleted, relabelled) is as good as faulty
         for gp in job.status.placement:
@@ -305,28 +329,50 @@ def room_to_grow(snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob]) 
         if grown.can_grow and grown.size is not None:
             return {req.key: grown.size}
     return {}
+@dataclass(slots=True)
+class _Tally:
+    """A group's figures, summed over its nodes."""
+
+    nodes: int = 0
+    cards: int = 0
+    healthy: int = 0
+    allocated: int = 0
+    other: int = 0
+    free: int = 0
+
+
 def pool_status(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None, snapshot: Snapshot,
                 queue: QueuePlan, now: datetime,
                 drains: Mapping[str, list[tuple[str, DrainRecord]]] | None = None,
                 frag_since: dict[str, datetime | None] | None = None, foreign: Foreign | None = None) -> CardPoolStatus:
     """`drains`: per group, its drained nodes and their drain records (faults are counted from them)."""
-    used, free_now = snapshot.used(), snapshot.free()
+    used = snapshot.used()
     drains = drains or {}
+    foreign = foreign or {}
     before = {g.name: g.faults for g in previous.groups} if previous else {}
+    resource = {g.name: g.accelerator.resource for g in spec.node_groups}
+    tally = {g.name: _Tally() for g in spec.node_groups}
+    for n in snapshot.nodes:  # one pass over the nodes for every group's figures
+        t = tally.get(n.group)
+        if t is None:
+            continue
+        held = foreign.get(n.name)
+        taken = min(held.get(resource[n.group], 0), n.capacity) if held else 0
+        t.nodes += 1
+        t.cards += n.capacity
+        t.other += taken
+        if n.usable:
+            t.healthy += n.allocatable
+            t.allocated += min(used[n.name] - taken, n.allocatable)
+            t.free += max(n.allocatable - used[n.name], 0)
     groups = []
     for g in spec.node_groups:
-        group_nodes = [n for n in snapshot.nodes if n.group == g.name]
+        t = tally[g.name]
         frag = queue.fragmentation.get(g.name)
-        healthy = sum(n.allocatable for n in group_nodes if n.usable)
-        cards = sum(n.capacity for n in group_nodes)
-        taken = {n.name: min((foreign or {}).get(n.name, {}).get(g.accelerator.resource, 0), n.capacity)
-                 for n in group_nodes}
-        allocated = sum(min(used[n.name] - taken[n.name], n.allocatable) for n in group_nodes if n.usable)
-        free = sum(free_now[n.name] for n in group_nodes)
         groups.append(GroupStatus(
-            name=g.name, model=g.accelerator.model, nodes=len(group_nodes), cards=cards, healthy_cards=healthy,
-            allocated_cards=max(allocated, 0), other_cards=sum(taken.values()), free_cards=free,
-            unhealthy_cards=cards - healthy,
+            name=g.name, model=g.accelerator.model, nodes=t.nodes, cards=t.cards, healthy_cards=t.healthy,
+            allocated_cards=max(t.allocated, 0), other_cards=t.other, free_cards=t.free,
+            unhealthy_cards=t.cards - t.healthy,
             draining_nodes=len(drains.get(g.name, ())),
             largest_free_block=frag.largest_free_block if frag else 0,
             fragmentation_percent=frag.percent if frag else 0,
