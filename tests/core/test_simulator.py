@@ -8,7 +8,7 @@ import pytest
 
 from cardpool.core.snapshot import JobRequest
 from cardpool.sim.engine import simulate
-from cardpool.sim.policies import CardpoolDefragPolicy, CardpoolPolicy, FirstFitPolicy, SumAdmissionPolicy
+from cardpool.sim.policies import CardpoolPolicy, FirstFitPolicy, SumAdmissionPolicy
 from cardpool.sim.workload import EPOCH, SimJob, busy_fleet, fleet, workload
 
 from .fleet import nodes, snapshot
@@ -39,18 +39,6 @@ def test_a_stream_of_small_jobs_starves_a_gang_under_first_fit_but_not_under_car
     gang_cp = _delay_of(CardpoolPolicy(), pool, jobs, "gang")
     assert gang_cp <= 60  # starts once "first" ends: the reservation keeps the freed node for it
     assert gang_ff > 900  # small jobs keep taking every node that frees up
-
-
-def test_defragmentation_starts_a_gang_blocked_by_fragmentation_at_once() -> None:
-    pool = snapshot(nodes("h800", 2))
-    # four 4-card jobs fill both nodes; b and d end at 100 s and leave 4 free cards on each node; the
-    # full-node gang arriving at 150 s fits neither until a or c ends at 3600 s
-    jobs = [sim_job("a", 0, 3600, 1, cards=4), sim_job("b", 1, 99, 1, cards=4),
-            sim_job("c", 2, 3600, 1, cards=4), sim_job("d", 3, 97, 1, cards=4),
-            sim_job("gang", 150, 100, 1, cards=8), sim_job("end", 5000, 10, 1, cards=1)]
-    assert _delay_of(CardpoolPolicy(), pool, jobs, "gang") > 3000  # waits for a job to end
-    result = simulate(CardpoolDefragPolicy(), pool.nodes, pool.groups, jobs, warmup=0)
-    assert _delay_of(CardpoolDefragPolicy(), pool, jobs, "gang") == 0 and result.moves == 1
 
 
 def _delay_of(policy, pool, jobs, key: str) -> float:

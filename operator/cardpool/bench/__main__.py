@@ -17,8 +17,8 @@ e2e kit of a checkout (e2e/clusterbench), not in this package: these names hand 
 and otherwise exit with the command to run.
 `defrag`: {"plan_ms": .., "big_job_delay_s": {"with_defrag": .., "without_defrag": ..}}: median time to plan
 the moves that let a blocked 8-node gang start on 1,000 nodes carrying 400 running jobs, and the mean
-queueing delay of big jobs in the simulator (the "mixed" workload of `planner`) with and without
-defragmentation.
+queueing delay of big jobs with and without defragmentation in cardpool.sim.world, where the operator's own pass
+decides (cardpool.bench.defragsim: 128 nodes, the "mixed" workload of `planner`). `--quick`: 1 seed, 300 jobs.
 `planner`:
 
 Prints progress lines, then one JSON object as the last line:
@@ -42,11 +42,12 @@ import sys
 import time
 from dataclasses import replace
 
+from cardpool.bench import defragsim
 from cardpool.core.defrag import Movable, plan_defrag
 from cardpool.core.queue import schedule
 from cardpool.core.snapshot import JobRequest, Snapshot
 from cardpool.sim.engine import simulate
-from cardpool.sim.policies import POLICIES, CardpoolDefragPolicy, CardpoolPolicy
+from cardpool.sim.policies import POLICIES
 from cardpool.sim.workload import EPOCH, busy_fleet, fleet, workload
 
 
@@ -130,24 +131,22 @@ def defrag(repeats: int, seeds: list[int], jobs: int) -> dict:
     ms = _median_ms(lambda: plan_defrag(pool, gang, movable), repeats)
     print(f"defrag plan, 1000 nodes, 400 running jobs, 8-node gang: {ms} ms "
           f"({len(plan.moves) if plan else 'no'} moves)", file=sys.stderr)
-    nodes, groups = fleet(128)
-    shape = WORKLOADS["mixed"]
-    runs = {name: [simulate(policy(), nodes, groups, workload(seed, nodes, jobs=jobs, **shape)) for seed in seeds]
-            for name, policy in (("without_defrag", CardpoolPolicy), ("with_defrag", CardpoolDefragPolicy))}
+    runs = defragsim.compare(128, jobs, seeds)
     for name, results in runs.items():
-        print(f"mixed workload, {name}: big-job delay "
-              f"{statistics.mean(r.big_job_delay_s for r in results):.0f} s, utilisation "
-              f"{statistics.mean(r.utilisation for r in results):.3f}, moves {sum(r.moves for r in results)}",
+        print(f"mixed workload, operator's pass, {name}: big-job delay "
+              f"{statistics.mean(r['big_job_delay_s'] for r in results):.0f} s, utilisation "
+              f"{statistics.mean(r['utilisation'] for r in results):.3f}, moves {sum(r['moves'] for r in results)}",
               file=sys.stderr)
-    return {"plan_ms": ms,
-            "big_job_delay_s": {k: round(statistics.mean(r.big_job_delay_s for r in v), 1) for k, v in runs.items()},
-            "utilisation": {k: round(statistics.mean(r.utilisation for r in v), 4) for k, v in runs.items()},
-            "mean_delay_s": {k: round(statistics.mean(r.mean_delay_s for r in v), 1) for k, v in runs.items()},
-            "moves": sum(r.moves for r in runs["with_defrag"]),
-            "per_seed_big_job_delay_s": {k: [round(r.big_job_delay_s, 1) for r in v] for k, v in runs.items()},
+
+    def mean(key: str, digits: int = 1) -> dict:
+        return {k: round(statistics.mean(r[key] for r in v), digits) for k, v in runs.items()}
+
+    return {"plan_ms": ms, "big_job_delay_s": mean("big_job_delay_s"), "utilisation": mean("utilisation", 4),
+            "mean_delay_s": mean("mean_delay_s"), "moves": sum(r["moves"] for r in runs["with_defrag"]),
+            "per_seed_big_job_delay_s": {k: [round(r["big_job_delay_s"], 1) for r in v] for k, v in runs.items()},
             "setup": {"plan_nodes": 1000, "plan_running_jobs": 400, "plan_moves": len(plan.moves) if plan else 0,
-                      "sim_nodes": 128, "sim_jobs": jobs, "seeds": seeds, "workload": shape,
-                      "moves_per_hour": CardpoolDefragPolicy().moves_per_hour}}
+                      "sim": "cardpool.sim.world (the operator's pass)", "sim_nodes": 128, "sim_jobs": jobs,
+                      "seeds": seeds, "workload": defragsim.SHAPE, "moves_per_hour": 6}}
 
 
 CLUSTER_BENCHMARKS = ("start", "recovery", "scale")

@@ -1,4 +1,6 @@
-"""Discrete-event simulation of one pool under one admission policy, on a virtual clock.
+"""Discrete-event simulation of one pool under one admission policy, on a virtual clock: the bare queue
+decision against the baselines of `bench planner` (no failures, no job lifecycle, no defragmentation; those
+run in cardpool.sim.world, where the operator's own pass decides).
 
 Events are arrivals, completions and (while jobs wait) a periodic tick. After each instant's events the
 policy decides on a snapshot built exactly as the operator would see the pool; started gangs run for their
@@ -19,8 +21,6 @@ from .workload import SimJob
 
 TICK = 300.0
 HOUR = 3600.0
-MIGRATION_COST_S = 120.0
-"""A moved job's graceful save and restart: time it does not train."""
 
 
 @dataclass
@@ -36,14 +36,12 @@ class SimResult:
     fragmentation_hourly: list[float] = field(default_factory=list)
     unfinished: int = 0
     decisions: int = 0
-    moves: int = 0
-    """Jobs moved by defragmentation."""
 
     def figures(self) -> dict:
         return {"utilisation": round(self.utilisation, 4), "big_job_delay_s": round(self.big_job_delay_s, 1),
                 "mean_delay_s": round(self.mean_delay_s, 1), "fragmentation": round(self.fragmentation, 4),
                 "fragmentation_hourly": [round(f, 3) for f in self.fragmentation_hourly],
-                "unfinished": self.unfinished, "moves": self.moves}
+                "unfinished": self.unfinished}
 
 
 def simulate(policy, nodes: tuple[Node, ...], groups: tuple[Group, ...], jobs: list[SimJob],
@@ -59,7 +57,6 @@ def simulate(policy, nodes: tuple[Node, ...], groups: tuple[Group, ...], jobs: l
     running: dict[str, Placement] = {}
     started_at: dict[str, float] = {}
     finish_at: dict[str, float] = {}
-    moves = 0
     holding: dict[str, tuple] = {}
     delays: dict[str, float] = {}
     now = busy = frag = 0.0
@@ -89,13 +86,6 @@ def simulate(policy, nodes: tuple[Node, ...], groups: tuple[Group, ...], jobs: l
         decision = policy.decide(snapshot, now, {k: (by_key[k].request, started_at[k]) for k in running})
         decisions += 1
         holding = dict(decision.holding)
-        for key, placement in decision.moves.items():  # moved: paused for the move, maybe smaller
-            left = (finish_at[key] - now) * running[key].size / placement.size
-            running[key] = placement
-            finish_at[key] = now + left + MIGRATION_COST_S
-            heapq.heappush(events, (finish_at[key], seq, "finish", key))
-            seq += 1
-            moves += 1
         for placement in decision.start:
             job = pending.pop(placement.job)
             running[placement.job] = placement
@@ -116,7 +106,7 @@ def simulate(policy, nodes: tuple[Node, ...], groups: tuple[Group, ...], jobs: l
     return SimResult(policy=policy.name, utilisation=busy_area / (total_cards * (window - begin)),
                      big_job_delay_s=sum(big) / len(big) if big else 0.0, mean_delay_s=sum(every) / len(every),
                      fragmentation=frag_area / (window - begin), fragmentation_hourly=hourly,
-                     unfinished=len(pending), decisions=decisions, moves=moves)
+                     unfinished=len(pending), decisions=decisions)
 
 
 def _pool_fragmentation(snapshot: Snapshot, running: dict[str, Placement], holding: dict[str, tuple]) -> float:

@@ -1,8 +1,6 @@
 """Admission policies the simulator compares: cardpool's queue, and two baselines seen in the field.
 
 - cardpool: cardpool.core.queue.schedule (topology best fit, reservation for the blocked head, backfill).
-- cardpool_defrag: the same, plus defragmentation (cardpool.core.defrag) for the blocked head: running jobs
-  move (a graceful save and restart costs them MIGRATION_COST_S) within a budget of moves per hour.
 - first_fit: gang all-or-nothing, queue order, each worker on the first node (by name) with room, no
   reservation: whatever fits goes, so a stream of small jobs can keep a big gang waiting.
 - sum_admission: what quota-only queues do. A job is admitted when its model's free cards add up to what it
@@ -12,9 +10,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from cardpool.core.defrag import Movable, plan_defrag
 from cardpool.core.placement import Placement
 from cardpool.core.queue import queue_order, schedule
 from cardpool.core.snapshot import JobRequest, Snapshot, Worker
@@ -26,8 +23,6 @@ class Decision:
     """Jobs whose whole gang runs from now."""
     holding: dict[str, tuple[Worker, ...]] = field(default_factory=dict)
     """Admitted jobs' pods that hold cards while waiting for the rest of their gang."""
-    moves: dict[str, Placement] = field(default_factory=dict)
-    """Running jobs moved (defragmentation): their new placement."""
 
 
 Running = dict[str, tuple[JobRequest, float]]
@@ -39,45 +34,6 @@ class CardpoolPolicy:
 
     def decide(self, snapshot: Snapshot, now: float, running: Running | None = None) -> Decision:
         return Decision(list(schedule(snapshot).admitted))
-
-
-CHECKPOINT_EVERY_S = 1800.0
-
-
-class CardpoolDefragPolicy:
-    """cardpool's queue with defragmentation for the blocked head, like the operator with
-    spec.defragmentation.enabled and movableJobs All (every simulated job checkpoints every 30 minutes)."""
-
-    name = "cardpool_defrag"
-
-    def __init__(self, moves_per_hour: int = 6):
-        self.moves_per_hour = moves_per_hour
-        self.moved_at: list[float] = []
-
-    def decide(self, snapshot: Snapshot, now: float, running: Running | None = None) -> Decision:
-        plan = schedule(snapshot)
-        decision = Decision(list(plan.admitted))
-        self.moved_at = [t for t in self.moved_at if now - t < 3600]
-        if plan.reservation is None or not running:
-            return decision
-        head = next(j for j in snapshot.pending if j.key == plan.reservation.job)
-        after = replace(snapshot, allocations=snapshot.allocations + tuple(plan.admitted),
-                        pending=(head,))
-        sizes = {a.job: a.size for a in snapshot.allocations}
-        movable = [Movable(request, sizes[key], sum(w.cards for w in _workers(snapshot, key))
-                           * ((now - started) % CHECKPOINT_EVERY_S))
-                   for key, (request, started) in running.items() if key in sizes]
-        found = plan_defrag(after, head, movable)
-        if found is None or not found.moves or len(found.moves) > self.moves_per_hour - len(self.moved_at):
-            return decision
-        self.moved_at += [now] * len(found.moves)
-        decision.start.append(found.placement)
-        decision.moves = {m.job: m.to for m in found.moves}
-        return decision
-
-
-def _workers(snapshot: Snapshot, key: str) -> tuple[Worker, ...]:
-    return next(a.workers for a in snapshot.allocations if a.job == key)
 
 
 def _first_fit(job: JobRequest, model: str, free: dict[str, int], snapshot: Snapshot, workers_needed: int,
