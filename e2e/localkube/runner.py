@@ -5,7 +5,8 @@ kubelet's part around it:
 - deleting the pod sends SIGTERM; the pod is removed once the process has ended, or killed after the pod's
   grace period (KWOK leaves these pods to the runner);
 - a node that turns NotReady kills the processes on it, and like a dead kubelet the runner then never
-  confirms the deletion of its pods.
+  confirms the deletion of its pods;
+- when the runner stops, it removes its pods being deleted and hands the others back to KWOK.
 Each process authenticates with a token bound to its pod (TokenRequest), as a ServiceAccount token mounted
 in a real pod does, so RBAC and admission apply to the trainer exactly as in a cluster.
 """
@@ -72,9 +73,17 @@ class Runner:
             if run.proc.poll() is None:
                 run.proc.kill()
                 run.proc.wait(timeout=10)
-        for pod in self.core.list_namespaced_pod(self.namespace).items:  # nothing is left Terminating
-            if (pod.metadata.annotations or {}).get(ANNOTATION) == "process" and pod.metadata.deletion_timestamp:
+        # KWOK leaves the deletion of these pods to the runner: once it is gone, nobody would end them. A pod
+        # deleted later (say the operator stops the other ranks of a job that just succeeded, a moment after the
+        # test's last wait) would stay Terminating for ever, and the namespace's teardown would wait in vain.
+        # So each pod is removed if it is being deleted, and otherwise handed back to KWOK.
+        for pod in self.core.list_namespaced_pod(self.namespace).items:
+            if (pod.metadata.annotations or {}).get(ANNOTATION) != "process":
+                continue
+            if pod.metadata.deletion_timestamp:
                 self._remove(pod)
+            else:
+                self._hand_back(pod)
 
     def outputs(self, pod_prefix: str) -> list[tuple[str, str]]:
         """(pod, stdout) of every process whose pod name starts with the prefix."""
@@ -134,6 +143,15 @@ class Runner:
                     self._remove(pod)  # no process (any more): nothing to wait for
             elif uid not in self.finished and pod.status.phase == "Running" and node_up:
                 self.runs[uid] = self._start(pod)
+
+    def _hand_back(self, pod: client.V1Pod) -> None:
+        """KWOK plays the pod's kubelet from now on, deletion included (the annotation is what kept it away)."""
+        try:
+            self.core.patch_namespaced_pod(pod.metadata.name, self.namespace,
+                                           {"metadata": {"annotations": {ANNOTATION: None}}})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     def _remove(self, pod: client.V1Pod) -> None:
         try:
