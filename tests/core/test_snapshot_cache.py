@@ -9,7 +9,7 @@ import pytest
 
 from cardpool.core.drain import members
 from cardpool.core.observed import ObservedPod
-from cardpool.core.pool import build_snapshot
+from cardpool.core.pool import PlanMemo, build_snapshot, group_tallies
 
 from .test_lifecycle import job, started
 from .test_pool_pass import NODES, NOW, POOL
@@ -58,3 +58,14 @@ def test_unchanged_nodes_are_not_built_again(changed: bool) -> None:
     second, _ = build_snapshot(POOL, nodes, [], NOW, (), {}, members(POOL, nodes), (), cache)
     assert (second.nodes[0] is first.nodes[0]) is not changed
     assert all(a is b for a, b in zip(first.nodes[1:], second.nodes[1:], strict=True))
+
+
+def test_the_group_figures_kept_by_the_memo_are_the_ones_counted_from_scratch_through_every_change() -> None:
+    running = job({**started(phase="Running"), "placement": [{"group": "h800", "accelerator": "H800", "workers": 2,
+                                                              "nodes": ["h800-2", "h800-3"]}]})
+    memo = PlanMemo()
+    for what, nodes, others, foreign in [*STEPS, STEPS[0]]:
+        classified = members(POOL, nodes)
+        snapshot, _ = build_snapshot(POOL, nodes, [running], NOW, others, foreign, classified, (), memo.nodes,
+                                     memo.allocations)
+        assert memo.tallies(POOL, snapshot, foreign) == group_tallies(POOL, snapshot, foreign), what

@@ -154,6 +154,7 @@ class PlanMemo:
         self._pool: tuple | None = None
         self._plans: dict[str, tuple[tuple, JobPlan]] = {}
         self._queue: tuple[Snapshot, str | None, QueuePlan] | None = None
+        self._tallies: tuple[tuple, dict] | None = None
 
     def schedule(self, snapshot: Snapshot, first: str | None) -> QueuePlan:
         """The queue's answer, computed again only when the cards or the waiting jobs changed."""
@@ -162,6 +163,14 @@ class PlanMemo:
         plan = schedule(snapshot, first)
         self._queue = (snapshot, first, plan)
         return plan
+
+    def tallies(self, spec: CardPoolSpec, snapshot: Snapshot, foreign: Foreign | None) -> dict:
+        """The group figures, summed again only when the nodes, the allocations or the foreign cards changed
+        (unchanged nodes and allocations are the very same objects, so the comparison is cheap)."""
+        key = (spec, snapshot.nodes, snapshot.allocations, foreign or {})
+        if self._tallies is None or self._tallies[0] != key:
+            self._tallies = (key, group_tallies(spec, snapshot, foreign))
+        return self._tallies[1]
 
     def start(self, pool_inputs: tuple) -> None:
         """A pass begins; a change of what every job's plan reads (faults, the pool's spec) forgets all."""
@@ -226,7 +235,7 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
     for node in nodes:
         if node.drain is not None and (group := member_group(spec, node.labels)) is not None:
             drains.setdefault(group.name, []).append((node.name, node.drain))
-    status = pool_status(spec, generation, previous, snapshot, queue, now, drains, frag_since, foreign)
+    status = pool_status(spec, generation, previous, snapshot, queue, now, drains, frag_since, foreign, memo)
     faults = fault_rates(((g.name, g.nodes, g.faults) for g in status.groups), now)
     decidable = [j for j in jobs if j.key not in settling] if settling else jobs
     defrag = decide_defrag(spec.defragmentation, earlier, snapshot, queue, decidable, frag_since,
@@ -329,6 +338,28 @@ def room_to_grow(snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob]) 
         if grown.can_grow and grown.size is not None:
             return {req.key: grown.size}
     return {}
+def group_tallies(spec: CardPoolSpec, snapshot: Snapshot, foreign: Foreign | None) -> dict[str, _Tally]:
+    """Each group's figures, in one pass over the nodes."""
+    used = snapshot.used()
+    foreign = foreign or {}
+    resource = {g.name: g.accelerator.resource for g in spec.node_groups}
+    tally = {g.name: _Tally() for g in spec.node_groups}
+    for n in snapshot.nodes:
+        t = tally.get(n.group)
+        if t is None:
+            continue
+        held = foreign.get(n.name)
+        taken = min(held.get(resource[n.group], 0), n.capacity) if held else 0
+        t.nodes += 1
+        t.cards += n.capacity
+        t.other += taken
+        if n.usable:
+            t.healthy += n.allocatable
+            t.allocated += min(used[n.name] - taken, n.allocatable)
+            t.free += max(n.allocatable - used[n.name], 0)
+    return tally
+
+
 @dataclass(slots=True)
 class _Tally:
     """A group's figures, summed over its nodes."""
@@ -344,27 +375,13 @@ class _Tally:
 def pool_status(spec: CardPoolSpec, generation: int, previous: CardPoolStatus | None, snapshot: Snapshot,
                 queue: QueuePlan, now: datetime,
                 drains: Mapping[str, list[tuple[str, DrainRecord]]] | None = None,
-                frag_since: dict[str, datetime | None] | None = None, foreign: Foreign | None = None) -> CardPoolStatus:
-    """`drains`: per group, its drained nodes and their drain records (faults are counted from them)."""
-    used = snapshot.used()
+                frag_since: dict[str, datetime | None] | None = None, foreign: Foreign | None = None,
+                memo: PlanMemo | None = None) -> CardPoolStatus:
+    """`drains`: per group, its drained nodes and their drain records (faults are counted from them). `memo`:
+    keeps the group figures while the snapshot's nodes and allocations are the same."""
     drains = drains or {}
-    foreign = foreign or {}
     before = {g.name: g.faults for g in previous.groups} if previous else {}
-    resource = {g.name: g.accelerator.resource for g in spec.node_groups}
-    tally = {g.name: _Tally() for g in spec.node_groups}
-    for n in snapshot.nodes:  # one pass over the nodes for every group's figures
-        t = tally.get(n.group)
-        if t is None:
-            continue
-        held = foreign.get(n.name)
-        taken = min(held.get(resource[n.group], 0), n.capacity) if held else 0
-        t.nodes += 1
-        t.cards += n.capacity
-        t.other += taken
-        if n.usable:
-            t.healthy += n.allocatable
-            t.allocated += min(used[n.name] - taken, n.allocatable)
-            t.free += max(n.allocatable - used[n.name], 0)
+    tally = memo.tallies(spec, snapshot, foreign) if memo is not None else group_tallies(spec, snapshot, foreign)
     groups = []
     for g in spec.node_groups:
         t = tally[g.name]

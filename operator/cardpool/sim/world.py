@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
 from cardpool.api.keys import TAINT_DRAIN
 from cardpool.api.trainingjob import Phase, TrainingJobSpec, TrainingJobStatus
-from cardpool.core.drain import members, plan_drains
+from cardpool.core.drain import DrainPlan, members, plan_drains
 from cardpool.core.lifecycle import JobPlan, pod_name, pod_shape
 from cardpool.core.observed import ObservedCheckpoint, ObservedJob, ObservedNode, ObservedPod, ObservedProgress
 from cardpool.core.pool import PlanMemo, reconcile_pool
@@ -152,6 +152,7 @@ class World:
         self._tokens = itertools.count(1)
         self._rechecks: set[float] = set()
         self._classified: tuple[list[ObservedNode], list] | None = None
+        self._drains: tuple[list[ObservedNode], DrainPlan] | None = None
         self._resource = {g.name: g.accelerator.resource for g in pool.node_groups}
         self._rates = {g.name: g.accelerator.relative_throughput for g in pool.node_groups}
         self._model_rates = {g.accelerator.model: g.accelerator.relative_throughput for g in pool.node_groups}
@@ -204,7 +205,13 @@ class World:
         self.passes += 1
         now = self.now
         nodes, classified = self._members()
-        drains = plan_drains({POOL: self.pool}, nodes, now, {POOL: classified})
+        kept = self._drains
+        if kept is not None and kept[0] is nodes and not kept[1].actions and (
+                kept[1].recheck_at is None or now < kept[1].recheck_at):
+            drains = kept[1]  # the same nodes before its recheck time: plan_drains would say the same
+        else:
+            drains = plan_drains({POOL: self.pool}, nodes, now, {POOL: classified})
+            self._drains = (nodes, drains)
         for action in drains.actions:
             self._node_action(action.node, action.kind, action.record)
         if drains.actions:
@@ -233,7 +240,7 @@ class World:
         if known is None or len(known[0]) != len(nodes) or any(
                 a is not b for a, b in zip(known[0], nodes, strict=True)):
             known = self._classified = (nodes, members(self.pool, nodes))
-        return nodes, known[1]
+        return known[0], known[1]
 
     def _recheck(self, t: float) -> None:
         t = max(t, self.t)
