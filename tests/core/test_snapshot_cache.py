@@ -9,7 +9,7 @@ import pytest
 
 from cardpool.core.drain import members
 from cardpool.core.observed import ObservedPod
-from cardpool.core.pool import PlanMemo, build_snapshot, group_tallies
+from cardpool.core.pool import NodeCache, PlanMemo, build_snapshot, group_tallies
 
 from .test_lifecycle import job, started
 from .test_pool_pass import NODES, NOW, POOL
@@ -38,21 +38,25 @@ def test_a_cached_snapshot_is_the_one_built_from_scratch_through_every_change() 
     the node that leaves and comes back."""
     running = job({**started(phase="Running"), "placement": [{"group": "h800", "accelerator": "H800", "workers": 2,
                                                               "nodes": ["h800-2", "h800-3"]}]})
-    cache: dict = {}
+    cache = NodeCache()
     held: dict = {}
     for what, nodes, others, foreign in STEPS:
         classified = members(POOL, nodes)
         cached, faulty = build_snapshot(POOL, nodes, [running], NOW, others, foreign, classified, (), cache, held)
         fresh, fresh_faulty = build_snapshot(POOL, nodes, [running], NOW, others, foreign, classified)
         assert (cached, faulty) == (fresh, fresh_faulty), what
-        assert set(cache) == {n.name for n in nodes}, what
+        assert set(cache.by_name) == {n.name for n in nodes}, what
         assert [w.node for w in cached.allocations[0].workers] == [n for n in ("h800-2", "h800-3")
-                                                                   if n in cache], what
+                                                                   if n in cache.by_name], what
+        # the very same members again (the pass as a whole is reused), then with other cards held by others
+        for again_foreign in (foreign, {**foreign, "h800-0": {RESOURCE: 1}}):
+            again = build_snapshot(POOL, nodes, [running], NOW, others, again_foreign, classified, (), cache, held)
+            assert again == build_snapshot(POOL, nodes, [running], NOW, others, again_foreign, classified), what
 
 
 @pytest.mark.parametrize("changed", [False, True])
 def test_unchanged_nodes_are_not_built_again(changed: bool) -> None:
-    cache: dict = {}
+    cache = NodeCache()
     first, _ = build_snapshot(POOL, NODES, [], NOW, (), {}, members(POOL, NODES), (), cache)
     nodes = [replace(NODES[0], allocatable={RESOURCE: 6}), *NODES[1:]] if changed else NODES
     second, _ = build_snapshot(POOL, nodes, [], NOW, (), {}, members(POOL, nodes), (), cache)

@@ -52,9 +52,49 @@ def group_taints(node: ObservedNode, group: NodeGroup) -> tuple[Taint, ...]:
     return blocking((Taint(k, v, e) for k, e, v in node.taints), tolerations([t.wire() for t in group.tolerations]))
 
 
-NodeCache = dict
-"""node name -> (the observed node, its group, its health, cards others use, the Node built from them): a
-node whose inputs are the very same objects (and equal figures) as in the last pass is not built again."""
+class NodeCache:
+    """The last pass's snapshot nodes. `by_name`: node name -> (the observed node, its group, its health, cards
+    others use, the Node built from them): a node whose inputs are the very same objects (and equal figures)
+    as in the last pass is not built again. `last`: (members, others' cards, foreign cards, nodes, faulty
+    nodes) of the last pass as a whole, reused while the caller passes the very same members list."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, tuple] = {}
+        self.last: tuple | None = None
+
+
+def _build_nodes(spec: CardPoolSpec, nodes: list[ObservedNode], classified: list[Member] | None,
+                 others: Mapping[str, int], foreign: Foreign, cache: NodeCache | None
+                 ) -> tuple[list[Node], dict[str, str], bool]:
+    """The snapshot's nodes, the faulty ones, and whether every node is as in the last pass."""
+    core_nodes, faulty = [], {}
+    built: dict[str, tuple] = {}
+    same_nodes = cache is not None  # every node as in the last pass: then so is each job's allocation
+    for member in members(spec, nodes) if classified is None else classified:
+        node, group, health = member.node, member.group, member.health
+        if not health.healthy:
+            faulty[node.name] = health.reason
+        resource = group.accelerator.resource
+        taken = foreign.get(node.name)
+        used = others.get(node.name, 0) + (taken.get(resource, 0) if taken else 0)
+        hit = cache.by_name.get(node.name) if cache is not None else None
+        if hit is not None and hit[0] is node and hit[1] is group and hit[2] == health and hit[3] == used:
+            core = hit[4]
+        else:
+            same_nodes = False
+            core = Node(
+                name=node.name, group=group.name, model=group.accelerator.model,
+                allocatable=node.allocatable.get(resource, 0),
+                capacity=node.capacity.get(resource, group.accelerator.cards_per_node),
+                topology=tuple(node.labels.get(k, "") for k in group.topology_keys),
+                healthy=health.healthy, schedulable=health.schedulable, used_by_others=used,
+                labels=node.labels, taints=group_taints(node, group) if node.taints else ())
+        built[node.name] = (node, group, health, used, core)
+        core_nodes.append(core)
+    if cache is not None:
+        same_nodes = same_nodes and len(built) == len(cache.by_name)
+        cache.by_name = built
+    return core_nodes, faulty, same_nodes
 
 
 def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[ObservedJob], now: datetime,
@@ -73,34 +113,14 @@ def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[Obs
         if pod.node and pod.phase not in ("Succeeded", "Failed"):
             others[pod.node] = others.get(pod.node, 0) + pod.cards
     foreign = foreign or {}
-    core_nodes, faulty = [], {}
-    built: NodeCache = {}
-    same_nodes = cache is not None  # every node as in the last pass: then so is each job's allocation
-    for member in members(spec, nodes) if classified is None else classified:
-        node, group, health = member.node, member.group, member.health
-        if not health.healthy:
-            faulty[node.name] = health.reason
-        resource = group.accelerator.resource
-        taken = foreign.get(node.name)
-        used = others.get(node.name, 0) + (taken.get(resource, 0) if taken else 0)
-        hit = cache.get(node.name) if cache is not None else None
-        if hit is not None and hit[0] is node and hit[1] is group and hit[2] == health and hit[3] == used:
-            core = hit[4]
-        else:
-            same_nodes = False
-            core = Node(
-                name=node.name, group=group.name, model=group.accelerator.model,
-                allocatable=node.allocatable.get(resource, 0),
-                capacity=node.capacity.get(resource, group.accelerator.cards_per_node),
-                topology=tuple(node.labels.get(k, "") for k in group.topology_keys),
-                healthy=health.healthy, schedulable=health.schedulable, used_by_others=used,
-                labels=node.labels, taints=group_taints(node, group) if node.taints else ())
-        built[node.name] = (node, group, health, used, core)
-        core_nodes.append(core)
-    if cache is not None:
-        same_nodes = same_nodes and len(built) == len(cache)
-        cache.clear()
-        cache.update(built)
+    last = cache.last if cache is not None else None
+    if last is not None and classified is not None and last[0] is classified and last[1] == others and (
+            last[2] == foreign):  # the very same members and cards held by others: the very same nodes
+        core_nodes, faulty, same_nodes = last[3], dict(last[4]), True
+    else:
+        core_nodes, faulty, same_nodes = _build_nodes(spec, nodes, classified, others, foreign, cache)
+        if cache is not None:
+            cache.last = (classified, others, foreign, core_nodes, dict(faulty)) if classified is not None else None
     if held_cache is not None and not same_nodes:
         held_cache.clear()
     groups = tuple(Group(g.name, g.accelerator.model, g.accelerator.cards_per_node,
@@ -149,7 +169,7 @@ class PlanMemo:
     identity where the caller keeps objects of unchanged API objects (spec, status), by value otherwise."""
 
     def __init__(self) -> None:
-        self.nodes: NodeCache = {}
+        self.nodes = NodeCache()
         self.allocations: dict = {}
         self._pool: tuple | None = None
         self._plans: dict[str, tuple[tuple, JobPlan]] = {}
