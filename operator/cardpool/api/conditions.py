@@ -55,6 +55,9 @@ def set_condition(
     if isinstance(status, bool):
         status = ConditionStatus.TRUE if status else ConditionStatus.FALSE
     previous = find_condition(conditions, type)
+    if previous is not None and previous.status == status and previous.reason == reason and (
+            previous.message == message and previous.observed_generation == observed_generation):
+        return list(conditions)  # unchanged (the common case: no new Condition built and validated)
     since = previous.last_transition_time if previous and previous.status == status else now
     updated = Condition(type=type, status=status, reason=reason, message=message, last_transition_time=since,
                         observed_generation=observed_generation)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 from cardpool.api.trainingjob import TrainingJobSpec, TrainingJobStatus
 
@@ -110,8 +111,8 @@ class ObservedJob:
     shape: str = ""
     """Hash of the spec fields that shape its pods (core.lifecycle.pod_shape), computed once per version."""
 
-    @property
-    def key(self) -> str:
+    @cached_property
+    def key(self) -> str:  # read for every job many times a pass
         return f"{self.namespace}/{self.name}"
 
 
