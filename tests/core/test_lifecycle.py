@@ -112,6 +112,13 @@ def test_a_gang_that_does_not_start_in_time_is_rolled_back_with_backoff() -> Non
     later = plan_job(backing_off, NOW + timedelta(seconds=5))
     assert next(c for c in later.status.conditions if c.type == "Ready").reason == "GangStartTimeout"
     assert needs_placement(backing_off, NOW + timedelta(seconds=10))
+    # its pods are still going (a busy kubelet): the job still says why it backs off, not only that it waits
+    going = job(plan.status.model_dump(by_alias=True, mode="json"), pods=[(1, 0, "Running"), (1, 1, "Pending")],
+                deleting=True)
+    ready = next(c for c in plan_job(going, NOW + timedelta(seconds=5)).status.conditions if c.type == "Ready")
+    assert ready.reason == "GangStartTimeout" and "did not start within 600 s" in ready.message
+    after = next(c for c in plan_job(going, NOW + timedelta(seconds=10)).status.conditions if c.type == "Ready")
+    assert after.reason == "WaitingForPods"  # the backoff is over: now only the old pods hold it back
 
 
 def test_suspend_stops_the_workers_and_keeps_the_attempt() -> None:

@@ -246,6 +246,10 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     elif phase in (Phase.QUEUED, Phase.RESTARTING, Phase.SUSPENDED):
         if waiting_for := blocking_pods(job, faulty_nodes):
             reason, message = "WaitingForPods", f"waiting for {len(waiting_for)} pods of earlier attempts to go"
+            if status.not_before is not None and not clock.reached(status.not_before) and old.conditions:
+                # backing off: the cause of the backoff stays what the job says (its pods go meanwhile)
+                ready = next((c for c in old.conditions if c.type == "Ready"), old.conditions[0])
+                reason, message = ready.reason, ready.message
             if phase == Phase.SUSPENDED:
                 phase = Phase.QUEUED
         elif awaiting_save(spec, status, clock):
@@ -342,7 +346,8 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     status.conditions = conditions_for_phase(old.conditions, phase, reason or phase.value, message, now,
                                              job.generation)
     if fault_rates is not None:
-        status.checkpoint_advice = advise(status, fault_rates)
+        expected = spec.checkpoint.save_seconds if spec.checkpoint else None
+        status.checkpoint_advice = advise(status, fault_rates, expected)
         if status.attempt != old.attempt and status.history:  # what the new attempt's pods are given
             advice = status.checkpoint_advice
             status.history[-1].checkpoint_interval_seconds = advice.interval_seconds if advice else None
