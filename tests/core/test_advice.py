@@ -166,3 +166,21 @@ def test_the_pool_pass_counts_a_faulty_nodes_drain_once_and_advises_the_jobs_on_
     mtbf = (4 * HOUR + PRIOR_NODE_SECONDS) / 2 / 4
     assert (advice.faults, advice.nodes, advice.mtbf_seconds) == (1, 4, round(mtbf))
     assert advice.interval_seconds == round(math.sqrt(2 * mtbf * 60))
+
+
+def test_the_specs_expected_save_time_advises_until_a_checkpoint_reports_its_own() -> None:
+    status = running(None)
+    status.last_checkpoint = None
+    assert advise(status, RATE) is None  # nothing known about the save: no advice
+    assert advise(status, RATE, expected_save=60.0).interval_seconds == 1138
+    reported = running(1.0)
+    assert advise(reported, RATE, expected_save=60.0).interval_seconds == round(math.sqrt(2 * 3 * HOUR * 1))
+
+
+def test_a_first_attempt_is_advised_from_the_specs_expected_save_time() -> None:
+    spec = job().spec.model_copy(deep=True)
+    spec.checkpoint.save_seconds = 60.0
+    first = plan_job(job(spec=spec), NOW, offer=OFFER, fault_rates=RATE)
+    assert first.status.attempt == 1 and first.status.history[-1].checkpoint_interval_seconds == 1138
+    unknown = plan_job(job(), NOW, offer=OFFER, fault_rates=RATE)
+    assert unknown.status.history[-1].checkpoint_interval_seconds is None

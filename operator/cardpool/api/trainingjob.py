@@ -148,6 +148,9 @@ class Checkpointing(ApiModel):
     """Checkpoint location, e.g. s3://bucket/run-1, file:///mnt/ckpt/run-1, pvc://claim/path."""
     graceful_save_seconds: int = Field(120, ge=0, le=3600)
     """Time a worker gets after SIGTERM to save and report a checkpoint before it is killed."""
+    save_seconds: float | None = Field(None, ge=0, le=86400)
+    """Expected seconds a save stops training, until the job's Checkpoints report their own (saveSeconds):
+    with it the first attempt is already given the advised checkpoint interval (status.checkpointAdvice)."""
 
 
 class FailureAction(StrEnum):

@@ -73,17 +73,19 @@ def fault_rates(groups: Iterable[tuple[str, int, FaultHistory | None]], now: dat
     return out
 
 
-def advise(status: TrainingJobStatus, rates: Mapping[str, GroupRate]) -> CheckpointAdvice | None:
-    """The advice for the job's current placement and its latest reported save time; the one it has while
-    neither moved enough (see HYSTERESIS), or while it runs nowhere."""
+def advise(status: TrainingJobStatus, rates: Mapping[str, GroupRate],
+           expected_save: float | None = None) -> CheckpointAdvice | None:
+    """The advice for the job's current placement and its latest reported save time (`expected_save`, the
+    spec's, until one is reported); the one it has while neither moved enough (see HYSTERESIS), or while it
+    runs nowhere or no save time is known."""
     kept = status.checkpoint_advice
     ck = status.last_checkpoint
-    if not status.placement or ck is None or ck.save_seconds is None:
+    save = ck.save_seconds if ck is not None and ck.save_seconds is not None else expected_save
+    if not status.placement or save is None:
         return kept
     nodes = {g.group: len(set(g.nodes)) for g in status.placement}
     prior = GroupRate(1 / PRIOR_NODE_SECONDS, 0)
     mtbf = 1 / sum(rates.get(group, prior).per_node_second * n for group, n in nodes.items())
-    save = ck.save_seconds
     interval = max(round(young_daly(mtbf, save)) if save > 0 else 0, MIN_INTERVAL_S)
     count = sum(nodes.values())
     if kept is not None and kept.nodes == count and (

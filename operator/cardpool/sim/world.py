@@ -67,8 +67,9 @@ class JobTrace:
 
 
 def job_spec(trace: JobTrace, trainer: TrainerModel) -> TrainingJobSpec:
-    """The TrainingJob a user would apply for `trace`: checkpointing on, node faults not counted against the
-    restart budget (as the examples do)."""
+    """The TrainingJob a user would apply for `trace`: checkpointing on, its expected save time given (so its
+    first attempt is advised an interval too), node faults not counted against the restart budget (as the
+    examples do)."""
     return TrainingJobSpec.model_validate({
         "pool": POOL, "framework": "PyTorch", "priority": trace.priority,
         "workers": {"cardsPerWorker": trace.cards_per_worker,
@@ -76,7 +77,8 @@ def job_spec(trace: JobTrace, trainer: TrainerModel) -> TrainingJobSpec:
                     "template": {"spec": {"containers": [{"name": "trainer", "image": "sim"}]}}},
         "placement": {"accelerators": list(trace.accelerators), "mode": trace.mode},
         "checkpoint": {"uri": f"s3://sim/{trace.name}",
-                       "gracefulSaveSeconds": min(max(math.ceil(trainer.save_s) + 30, 30), 3600)},
+                       "gracefulSaveSeconds": min(max(math.ceil(trainer.save_s) + 30, 30), 3600),
+                       "saveSeconds": trainer.save_s},
         "failurePolicy": {"maxRestarts": 1000, "rules": [{"action": "RestartIgnoringBudget", "onNodeFault": True}]},
     })
 
