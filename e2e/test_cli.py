@@ -63,7 +63,10 @@ def test_the_cli_shows_jobs_pools_and_a_jobs_story(kube: Kube, namespace: str, p
 
     watch = subprocess.Popen([sys.executable, "-m", "cardpool.cli.main", "--kubeconfig", str(kube.kubeconfig),
                               "-n", namespace, "-o", "json", "--watch", "0.3", "jobs"], stdout=subprocess.PIPE,
-                             text=True, env={"PYTHONPATH": str(REPO / "operator"), "PATH": "/usr/bin:/bin"})
+                             text=True, env={"PYTHONPATH": str(REPO / "operator"), "PATH": "/usr/bin:/bin"},
+                             # as from a terminal: a suite started in the background (`cmd &` in a script)
+                             # hands its children SIGINT ignored, and the Ctrl-C below would never arrive
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     import select
 
     seen, deadline = 0, time.monotonic() + 30  # wait for two rounds of output, at most 30 s
