@@ -9,7 +9,8 @@ blocks training for 1 s (asynchronous, in memory, as flash checkpointing does) o
 
 Policies (each the operator deciding, with a different job or fleet):
 - cardpool: elastic (1,200..1,250 workers): a fault restarts it at once on what is healthy (spares first,
-  else smaller), resumes from the latest checkpoint, grows back; saves at the Young/Daly interval;
+  else smaller), resumes from the latest checkpoint, grows back; saves at the operator's advice (the Young/Daly
+  interval from the faults it counted and the save time the job states, status.checkpointAdvice);
 - restart_fixed: fixed at 1,250 workers: restarts on spares while there are any, else waits for a repair;
   same interval;
 - restart_wait: fixed at 1,250 workers on a fleet without spares, so every hardware fault waits for its
