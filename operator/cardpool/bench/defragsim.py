@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import statistics
 
-from cardpool.api.cardpool import CardPoolSpec
+from cardpool.api.cardpool import CardPoolSpec, DefragmentationPolicy
+from cardpool.bench import simspeed
 from cardpool.core.lifecycle import MIGRATED
 from cardpool.sim.trainer import TrainerModel
 from cardpool.sim.workload import fleet as sim_fleet
 from cardpool.sim.workload import workload
 from cardpool.sim.world import JobTrace, World, fleet
 
-VENDORS = {"H800": ("nvidia", "nvidia.com/gpu"), "A100": ("nvidia", "nvidia.com/gpu"),
-           "Ascend910B": ("huawei", "huawei.com/Ascend910"), "MLU590": ("cambricon", "cambricon.com/mlu")}
 SHAPE = {"big_share": 0.02, "load": 0.85}
 WARMUP = 0.2
 DRAIN_S = 3 * 86400.0
@@ -31,13 +30,11 @@ DRAIN_S = 3 * 86400.0
 
 
 def pool(node_count: int, defragment: bool) -> tuple[CardPoolSpec, dict[str, int]]:
+    """simspeed's four groups (the same names and models as cardpool.sim.workload's fleet), defragmentation off
+    or on, and the node count of each group."""
     nodes, groups = sim_fleet(node_count)
-    spec = CardPoolSpec.model_validate({
-        "nodeGroups": [{"name": g.name, "nodeSelector": {"cardpool.io/sim-group": g.name}, "topologyKeys": ["rack"],
-                        "accelerator": {"vendor": VENDORS[g.model][0], "model": g.model,
-                                        "resource": VENDORS[g.model][1], "cardsPerNode": g.cards_per_node}}
-                       for g in groups],
-        "defragmentation": {"enabled": defragment, "movableJobs": "All", "maxMigrationsPerHour": 6}})
+    spec = simspeed.pool().model_copy(update={"defragmentation": DefragmentationPolicy(
+        enabled=defragment, movable_jobs="All", max_migrations_per_hour=6)})
     counts = {g.name: sum(1 for n in nodes if n.group == g.name) for g in groups}
     return spec, counts
 
@@ -65,7 +62,7 @@ def one_run(node_count: int, jobs: int, seed: int, defragment: bool) -> dict:
             big.append(placed - trace.arrival_s)
     cards = sum(counts.values()) * 8
     used = [s.used_cards / cards for s in world.samples if begin <= s.time <= window]
-    moves = sum(1 for j in world.jobs.values() for h in j.status.history if h.end_reason == MIGRATED)
+    moves = sum(rec.restarts.get(MIGRATED, 0) for rec in world.records.values())  # history is capped
     return {"big_job_delay_s": statistics.mean(big) if big else 0.0, "mean_delay_s": statistics.mean(delays),
             "utilisation": statistics.mean(used) if used else 0.0, "moves": moves, "passes": world.passes}
 
