@@ -173,6 +173,7 @@ class PlanMemo:
         self.allocations: dict = {}
         self._pool: tuple | None = None
         self._plans: dict[str, tuple[tuple, JobPlan]] = {}
+        self._finished: dict[str, tuple[tuple, JobPlan]] = {}
         self._queue: tuple[Snapshot, str | None, QueuePlan] | None = None
         self._tallies: tuple[tuple, dict] | None = None
 
@@ -217,10 +218,37 @@ class PlanMemo:
             self._plans[job.key] = ((job.spec, job.status, job.generation, *inputs, job.pods, job.checkpoints),
                                     plan)
 
+    def finished(self, jobs: list[ObservedJob], settling: Collection[str]) -> dict[str, JobPlan]:
+        """The plans of finished jobs that rest (see `rest`), for those whose spec, status and checkpoints are
+        still the same: the pass leaves these jobs out of everything else, so its cost does not grow with the
+        jobs that ended long ago."""
+        out = {}
+        for job in jobs:
+            entry = self._finished.get(job.key)
+            if entry is None:
+                continue
+            kept, plan = entry
+            if kept[0] is job.spec and kept[1] is job.status and kept[2] == job.generation and not job.pods and (
+                    kept[3] is job.checkpoints or kept[3] == job.checkpoints) and job.key not in settling:
+                out[job.key] = plan
+            else:
+                del self._finished[job.key]
+        return out
+
+    def rest(self, job: ObservedJob, plan: JobPlan) -> None:
+        """Keep the plan of a job that ended, has no pod left and whose plan neither acts nor waits for a time
+        (no TTL): such a plan reads nothing but the job itself (no offer, fault or fault rate changes a finished
+        job without placement), so it survives `start` forgetting the other plans."""
+        if job.status.phase in (Phase.SUCCEEDED, Phase.FAILED) and not job.pods and not plan.acts and (
+                plan.recheck_at is None and not plan.settling):
+            self._finished[job.key] = ((job.spec, job.status, job.generation, job.checkpoints), plan)
+
     def keep_only(self, keys: Collection[str]) -> None:
         keep = set(keys)
         for key in self._plans.keys() - keep:
             del self._plans[key]
+        for key in self._finished.keys() - keep:
+            del self._finished[key]
         for key in self.allocations.keys() - keep:
             del self.allocations[key]
 
@@ -238,6 +266,10 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
     clock = Deadlines(now)
     refusals = refusals or {}
     unplaceable = {*settling, *refusals} if refusals else settling
+    everyone = jobs
+    finished = memo.finished(jobs, settling) if memo is not None else {}
+    if finished:  # they hold no cards, wait for nothing and are no candidates for anything below
+        jobs = [j for j in jobs if j.key not in finished]
     snapshot, faulty = build_snapshot(spec, nodes, jobs, clock, other_pods, foreign, classified, unplaceable,
                                       memo.nodes if memo is not None else None,
                                       memo.allocations if memo is not None else None)
@@ -274,7 +306,10 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
         # forget the plans (a job's advice follows it when anything else about the job changes)
         memo.start((spec, tuple(sorted(faulty.items())), tuple((g, r.faults) for g, r in faults.items())))
     plans = []
-    for job in jobs:
+    for job in everyone:
+        if (plan := finished.get(job.key)) is not None:
+            plans.append(plan)
+            continue
         if job.key in settling:
             plans.append(JobPlan(job.key, job.status, status_changed=False, settling=True))
             continue
@@ -287,10 +322,11 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
                             refusal=refusal, fault_rates=faults)
             if memo is not None:
                 memo.put(job, inputs, plan)
+                memo.rest(job, plan)
         clock.note(plan.recheck_at)
         plans.append(plan)
     if memo is not None:
-        memo.keep_only([j.key for j in jobs])
+        memo.keep_only([j.key for j in everyone])
     _pool_deadlines(spec, status, jobs, frag_since, clock)
     return PoolPlan(plans, status, queue, faulty, events, clock.next, tuple(sorted(defrag.migrate)))
 
