@@ -165,6 +165,31 @@ def test_a_plan_never_changes_the_observed_status_it_was_made_from(monkeypatch: 
     assert restarts > 3 and {"Restarting", "Running", "Succeeded"} <= set(seen)  # the transitions were lived
 
 
+def test_the_pass_memo_decides_exactly_what_fresh_passes_decide() -> None:
+    """The pool pass reuses what did not change (nodes, allocations, the queue, group figures, plans of jobs
+    that did not change, finished jobs left out): through arrivals, faults, repairs, shrinking, growing and
+    jobs ending, a run with it is the run without it, pass for pass."""
+    from cardpool.sim.faults import FaultModel
+
+    def once(memo: bool) -> tuple:
+        spec = pool()
+        jobs = [JobTrace(f"job{i}", 900.0 * i, 8 if i % 3 else 1, 1, 1 + i % 4, ("H800",), 2_000 + 700 * i, 1.0)
+                for i in range(12)]
+        world = World(spec, fleet(spec, {"h800": 8}), jobs, TRAINER, FaultModel().scaled(1.0, 64), 12 * HOUR, 3)
+        if not memo:
+            world.memo = None
+        world.run()
+        world.close()
+        return (world.passes, world.pool_status,
+                [(j.key, j.status) for j in world.jobs.values()],
+                [(k, r.phase, r.finished, r.restarts, r.timeline.held_card_s) for k, r in world.records.items()])
+
+    kept = once(memo=True)
+    assert kept == once(memo=False)
+    statuses = [status for _, status in kept[2]]
+    assert sum(s.phase == "Succeeded" for s in statuses) >= 6 and sum(len(s.history) for s in statuses) > 15
+
+
 def test_defragmentation_never_moves_two_jobs_back_and_forth() -> None:
     """Found by `cardpool simulate`: elastic jobs that each needed the other's cards moved each other in turn,
     70 times each: the target of the moves, placed first, took its largest size and left the moved job no

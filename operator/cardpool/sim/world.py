@@ -116,6 +116,27 @@ class JobRecord:
     """end reason of an attempt -> how many attempts ended so (successes excluded)."""
 
 
+class Changes(dict):
+    """A dict that remembers which keys were set or deleted since the last `take`: the simulation looks again
+    only at what changed (as a watch delivers only changed objects)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed: set = set()
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.changed.add(key)
+
+    def __delitem__(self, key) -> None:
+        super().__delitem__(key)
+        self.changed.add(key)
+
+    def take(self) -> set:
+        out, self.changed = self.changed, set()
+        return out
+
+
 @dataclass
 class Sample:
     time: float
@@ -135,15 +156,18 @@ class World:
         using cardpool.runtime.SaveSchedule does."""
         self.pool, self.trainer, self.horizon = pool, trainer, horizon_s
         self.t = 0.0
-        self.nodes: dict[str, ObservedNode] = {}
+        self.nodes: Changes = Changes()
+        """name -> node."""
         self.racks: dict[str, str] = {}
         for node, rack in nodes:
             self.nodes[node.name] = node
             self.racks[node.name] = rack
-        self.jobs: dict[str, ObservedJob] = {}
+        self.jobs: Changes = Changes()
+        """key -> job."""
         self.records: dict[str, JobRecord] = {}
         self.pool_status: CardPoolStatus | None = None
-        self.memo = PlanMemo()
+        self.memo: PlanMemo | None = PlanMemo()
+        """Plans and figures of earlier passes the pool pass reuses (None: every pass decides from scratch)."""
         self.down: set[str] = set()
         """Nodes stopped by a fault (their kubelet does not act), NotReady or not yet."""
         self.faults_seen: list[Fault] = []
@@ -235,12 +259,11 @@ class World:
         return acted
 
     def _members(self) -> tuple[list[ObservedNode], list]:
-        """The nodes and the pool's members, classified again only when a node changed (as every pass of the
-        operator does; the outcome is the same, the simulation is faster)."""
-        nodes = list(self.nodes.values())
+        """The nodes and the pool's members, classified again only when a node changed (every pass of the
+        operator does it; the outcome is the same, the simulation is faster)."""
         known = self._classified
-        if known is None or len(known[0]) != len(nodes) or any(
-                a is not b for a, b in zip(known[0], nodes, strict=True)):
+        if known is None or self.nodes.take():
+            nodes = list(self.nodes.values())
             known = self._classified = (nodes, members(self.pool, nodes))
         return known[0], known[1]
 
@@ -323,8 +346,14 @@ class World:
     # -- the trainers -------------------------------------------------------------------------------------------
 
     def _trainers(self) -> None:
-        """Start a run where an attempt has all its pods running; stop one whose attempt ended."""
+        """Start a run where an attempt has all its pods running; stop one whose attempt ended. Only a job
+        that changed can need either (a fault's stop leaves what is left to do unchanged)."""
+        changed = self.jobs.take()
+        if not changed:
+            return
         for key, job in self.jobs.items():
+            if key not in changed:
+                continue
             rec = self.records[key]
             run, status = rec.run, job.status
             current = [p for p in job.pods if p.attempt == status.attempt and not p.deleting]
