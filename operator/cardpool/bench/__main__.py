@@ -4,7 +4,8 @@
 the simulator, where the operator's own pass decides: {"ettr": {"async"|"blocking": {"cardpool",
 "restart_fixed", "restart_wait"}}, "advised_interval": {"mtbf_3h"|"mtbf_24h": {"advised", "fixed_10min",
 "fixed_60min", "young_daly_s"}}, "llama3": {"simulated_ettr", "implied_ettr", "published_ettr_lower_bound", ...},
-...}: Llama 3's 54-day run (2,048 nodes, 419 interruptions). `--quick`: 2 days of each.
+"sim_30d_10k_s", ...}: Llama 3's 54-day run (2,048 nodes, 419 interruptions), and simspeed's run. `--quick`: 2
+days of each, simspeed's quick run.
 `simspeed` (cardpool.bench.simspeed): the simulator's speed at the seeds' scale, {"sim_30d_10k_s", "passes",
 ...}: 30 days, 1,250 nodes, 2,000 jobs, default failures. `--quick`: 3 days and 200 jobs ({"sim_s", ...}).
 

@@ -29,6 +29,10 @@ from a fault to training again (detection 40 s, pods 20 s, rendezvous and checkp
 4 hours; the 47 planned interruptions left out (a graceful save loses only the restart: 47 x 5 min is 0.3% of
 the 54 days). What those numbers imply, by Young/Daly's arithmetic at the advised interval: 1 - sqrt(2 x save
 / MTBF) - restart / MTBF, with MTBF = 54 days / 419.
+
+`sim_30d_10k_s`: the simulator's wall time for 30 days of the seeds' 10,000-card pool with 2,000 jobs and the
+default faults (cardpool.bench.simspeed; its figures in `simspeed`). With `--quick` (2 days), simspeed's own
+quick run (3 days, 200 jobs) is made instead and `sim_30d_10k_s` is null.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import time
 from dataclasses import replace
 
 from cardpool.api.cardpool import CardPoolSpec
+from cardpool.bench import simspeed
 from cardpool.core.interval import expected_waste, young_daly
 from cardpool.sim.faults import FaultModel
 from cardpool.sim.trainer import TrainerModel
@@ -139,6 +144,9 @@ def run(days: float = 14.0, seed: int = 1, progress=lambda line: print(line, fil
         advised[f"mtbf_{mtbf_h:g}h"] = row
     llama = llama3(seed, days=None if days >= 14.0 else days)
     progress(f"llama3: {llama}")
-    return {"ettr": ettr, "advised_interval": advised, "llama3": llama, "details": details,
+    speed = simspeed.run(*((30.0, 2000) if days >= 14.0 else (3.0, 200)))
+    progress(f"simspeed: {speed}")
+    return {"ettr": ettr, "advised_interval": advised, "llama3": llama,
+            "sim_30d_10k_s": speed.get("sim_30d_10k_s"), "simspeed": speed, "details": details,
             "setup": {"days": days, "seed": seed, "workers": WORKERS, "cards_per_worker": CARDS_PER_NODE,
                       "spares": SPARES, "mtbf_h": 3.0, "saves_s": SAVES, "advised_interval_save_s": SAVES["blocking"]}}
