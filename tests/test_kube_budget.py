@@ -505,3 +505,33 @@ def test_retry_after_from_a_real_response_header() -> None:
         headers = HTTPHeaderDict({"Retry-After": "7"})
 
     assert retry_after_seconds(ApiException(http_resp=Response())) == 7.0
+
+
+def test_a_write_that_waited_for_the_budget_past_the_lease_is_not_sent() -> None:
+    """The applier asks the fence before a task; the task's request may then wait for a token. The client
+    asks again right before sending: a write whose replica lost the lease meanwhile is never sent (Fenced,
+    counted as "fenced"); reads are still sent (a replica that does not lead still watches)."""
+    from kubernetes import client
+
+    from cardpool.kube.client import Fenced, Kube
+
+    t = FakeTime()
+    kube = Kube(api=client.ApiClient(), budget=t.budget(qps=1, burst=1))
+    lease_until = t.now + 0.5  # the first request takes the only token; the next waits a second for its own
+    kube.fence = lambda: t.now < lease_until
+    sent: list[str] = []
+
+    def create_namespaced_pod(namespace: str, body: dict, **_: object) -> None:
+        sent.append(body["name"])
+
+    def read_namespaced_pod(name: str, namespace: str, **_: object) -> None:
+        sent.append(f"read {name}")
+
+    labels = {"verb": "create", "resource": "pods", "code": "fenced"}
+    before = REGISTRY.get_sample_value("cardpool_api_requests_total", labels) or 0.0
+    kube.attempt(create_namespaced_pod, "ns", {"name": "first"})
+    with pytest.raises(Fenced, match="create pods"):
+        kube.call(create_namespaced_pod, "ns", {"name": "second"})
+    kube.attempt(read_namespaced_pod, "third", "ns")
+    assert sent == ["first", "read third"] and t.slept == [1.0, 1.0]  # the second and the third waited
+    assert REGISTRY.get_sample_value("cardpool_api_requests_total", labels) - before == 1

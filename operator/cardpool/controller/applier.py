@@ -6,7 +6,8 @@ failed task ends the work (later stages are dropped: the next pass decides again
 Tasks of all works share one priority queue, so a fault's restart written now goes ahead of the thousands
 of pod creates of jobs admitted a moment earlier, and no job's effects wait for another job's.
 Before every task the fence is asked whether this replica still leads: a replica that lost its lease writes
-nothing more (what it had queued is dropped, and the next leader decides afresh).
+nothing more (what it had queued is dropped, and the next leader decides afresh). The client asks again right
+before each write is sent (cardpool.kube.client.Kube.fence), as a task may wait for the request budget.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from enum import IntEnum
 from typing import Any
 
 from cardpool.kube import budget
+from cardpool.kube.client import Fenced
 
 log = logging.getLogger("cardpool.applier")
 
@@ -32,10 +34,6 @@ class Priority(IntEnum):
     """Other status writes, events, checkpoint verdicts, node and pool status."""
     BULK = 2
     """Pods of newly admitted jobs."""
-
-
-class Fenced(Exception):
-    """This replica no longer holds the lease: it must not write."""
 
 
 @dataclass

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -103,9 +104,11 @@ def _runtime(memo: kopf.Memo | None = None) -> Runtime | None:
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     settings.posting.enabled = False  # cardpool posts its own events, after its status writes
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per watch event
-    kube = Kube(connections=int(_setting("CARDPOOL_WORKERS", 32)))
+    identity = os.environ.get("CARDPOOL_IDENTITY") or f"{socket.gethostname()}-{os.getpid()}"
+    kube = Kube(connections=int(_setting("CARDPOOL_WORKERS", 32)), user_agent=f"cardpool/{__version__} ({identity})")
     namespace = os.environ.get("CARDPOOL_NAMESPACE", "default")
-    elector = LeaderElector(kube, namespace, identity=os.environ.get("CARDPOOL_IDENTITY"))
+    elector = LeaderElector(kube, namespace, identity=identity)
+    kube.fence = lambda: elector.leading
     loop = asyncio.get_running_loop()
     wake = asyncio.Event()
     controller = Controller(kube, leading=lambda: elector.leading, workers=int(_setting("CARDPOOL_WORKERS", 32)),

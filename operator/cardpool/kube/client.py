@@ -14,11 +14,15 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 
 from cardpool.api.keys import GROUP, VERSION
 
-from .budget import RequestBudget, budget_from_env, record, retry_after_seconds, verb_and_resource
+from .budget import RequestBudget, budget_from_env, is_write, record, retry_after_seconds, verb_and_resource
 
 log = logging.getLogger("cardpool.kube")
 REQUEST_TIMEOUT = 10.0
 T = TypeVar("T")
+
+
+class Fenced(Exception):
+    """This replica no longer holds the lease: it must not write."""
 
 
 def _transient(exc: BaseException) -> bool:
@@ -36,7 +40,7 @@ class Kube:
     """Typed API groups over one ApiClient."""
 
     def __init__(self, api: client.ApiClient | None = None, connections: int = 32,
-                 budget: RequestBudget | None = None):
+                 budget: RequestBudget | None = None, user_agent: str | None = None):
         if api is None:
             configuration = client.Configuration()
             try:
@@ -46,7 +50,13 @@ class Kube:
             # parallel pod creation would otherwise queue on the default pool (5 per core) and reconnect
             configuration.connection_pool_maxsize = connections
             api = client.ApiClient(configuration)
+        if user_agent:  # the API server's audit log then says which replica wrote
+            api.user_agent = user_agent
         self.api = api
+        self.fence: Callable[[], bool] = lambda: True
+        """Asked right before each write is sent (after any wait for the budget): False raises Fenced. The
+        operator sets it to "this replica still holds the lease", so a replica that stalled past its lease
+        (paused, starved, partitioned) and wakes up sends nothing more."""
         self.budget = budget or budget_from_env()
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
@@ -69,6 +79,9 @@ class Kube:
         kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)  # a hung call must not outlive leadership
         verb, resource = verb_and_resource(getattr(fn, "__name__", "call"), args)
         self.budget.acquire()
+        if is_write(verb) and not self.fence():
+            record(verb, resource, "fenced")
+            raise Fenced(f"not leading: {verb} {resource} not sent")
         try:
             result = fn(*args, **kwargs)
         except ApiException as exc:
