@@ -11,7 +11,7 @@ KUBECTL = $$(bash e2e/cluster/build-binaries.sh)/kubectl --kubeconfig $(KUBECONF
 OPERATOR_HEALTH := http://127.0.0.1:16480/healthz
 CRD_FILES := $(wildcard crds/cardpool.io_*.yaml)
 
-.PHONY: up down test unit e2e bench kubeconfig bindir binaries deps venv lint operator lock crds image release
+.PHONY: up down test unit e2e chaos bench kubeconfig bindir binaries deps venv lint operator lock crds image release
 
 ## up: local cluster + small heterogeneous fleet + CRDs + the operator, all running in the background
 up: deps venv binaries
@@ -49,6 +49,11 @@ test: deps venv binaries
 
 unit: venv
 	$(PY) -m pytest tests
+
+## chaos: every scenario of e2e/test_chaos.py (`make test` runs one of them); the last line is their figures
+chaos: deps venv binaries
+	CARDPOOL_CHAOS=all CARDPOOL_CHAOS_REPORT=$(CURDIR)/chaos-report.json $(PY) -m pytest e2e/test_chaos.py
+	@$(PY) -c 'import json; print(json.dumps(json.load(open("chaos-report.json"))))'
 
 e2e: deps venv binaries
 	$(PY) -m pytest e2e

@@ -3,7 +3,9 @@ kube-scheduler and kwok, as processes on 127.0.0.1."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import ssl
 import subprocess
 import time
@@ -25,6 +27,16 @@ KWOK_NODE_LABEL = ("kwok.x-k8s.io/node", "fake")
 NODE_LEASE_SECONDS = 40
 NODE_MONITOR_GRACE = "40s"
 START_TIMEOUT = 120.0
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+"""
+"""Who wrote what, when, as the API server saw it (user agent included): how the chaos tests count a
+replica's writes after it lost its lease. Metadata only, writes only: reads are most requests."""
 
 
 @dataclass
@@ -111,6 +123,40 @@ class Cluster:
         stopped = self.processes.stop_all()
         log(f"stopped {', '.join(stopped)}" if stopped else "nothing was running")
 
+    # ---- faults of the control plane (the chaos tests) -------------------------------------------------
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one control-plane process (its state stays: etcd's data, the certificates)."""
+        if name not in CONTROL_PLANE:
+            raise ValueError(f"{name} is not one of {CONTROL_PLANE}")
+        if not self.processes.stop(name, signal.SIGKILL):
+            raise RuntimeError(f"{name} was not running")
+
+    def start(self, name: str) -> float:
+        """Start one control-plane process again with its usual command; returns seconds until healthy."""
+        started = time.monotonic()
+        args = dict(self._commands(bindir()))[name]
+        self._wait_healthy(name, self.processes.start(name, args))
+        return time.monotonic() - started
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: the process keeps its sockets open and answers nothing (a hung server, not a dead one)."""
+        self._signal(name, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        self._signal(name, signal.SIGCONT)
+
+    def _signal(self, name: str, sig: signal.Signals) -> None:
+        entry = self.processes.get(name)
+        if entry is None or not entry.alive():
+            raise RuntimeError(f"{name} is not running")
+        os.kill(entry.pid, sig)
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log: one JSON line per write request (see AUDIT_POLICY)."""
+        return self.state_dir / "logs" / "audit.log"
+
     # ---- internals -----------------------------------------------------------------------------------
 
     def _commands(self, bins: Path) -> list[tuple[str, list[str]]]:
@@ -134,6 +180,8 @@ class Cluster:
                 f"--service-account-key-file={pki.sa_pub}", f"--service-account-signing-key-file={pki.sa_key}",
                 "--service-cluster-ip-range=10.96.0.0/16", "--authorization-mode=Node,RBAC",
                 "--endpoint-reconciler-type=none", "--profiling=false", "--v=1",
+                f"--audit-policy-file={self._audit_policy()}", f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json", "--audit-log-maxsize=100", "--audit-log-maxbackup=1",
             ]),
             ("kube-controller-manager", [
                 str(bins / "kube-controller-manager"), f"--kubeconfig={d / 'controller-manager.kubeconfig'}",
@@ -156,6 +204,11 @@ class Cluster:
                 f"--server-address=127.0.0.1:{p.kwok}",
             ]),
         ]
+
+    def _audit_policy(self) -> Path:
+        path = self.state_dir / "audit-policy.yaml"
+        path.write_text(AUDIT_POLICY)
+        return path
 
     def _health_url(self, name: str) -> tuple[str, ssl.SSLContext | None, str]:
         p = self.ports

@@ -103,6 +103,11 @@ def _runtime(memo: kopf.Memo | None = None) -> Runtime | None:
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
     settings.posting.enabled = False  # cardpool posts its own events, after its status writes
+    # a watch that stops delivering without closing (kopf #585, #957) is dropped and resumed after this long
+    # without an event or bookmark (the API server sends a bookmark about once a minute)
+    stall = _setting("CARDPOOL_WATCH_STALL_SECONDS", 70.0)
+    settings.watching.inactivity_timeout = stall
+    settings.watching.connect_timeout = 10.0
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # not a line per watch event
     identity = os.environ.get("CARDPOOL_IDENTITY") or f"{socket.gethostname()}-{os.getpid()}"
     kube = Kube(connections=int(_setting("CARDPOOL_WORKERS", 32)), user_agent=f"cardpool/{__version__} ({identity})")
@@ -118,9 +123,11 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: lo
     others, bound_and_live = observe.FOREIGN_POD_SELECTORS
     runtime = Runtime(kube, elector, controller, wake, ThreadPoolExecutor(1, thread_name_prefix="cardpool-pass"),
                       pods=Informer("cardpool-pods", kube.core.list_pod_for_all_namespaces, observe.pod,
-                                    controller.changed, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}"),
+                                    controller.changed, label_selector=f"{LABEL_MANAGED_BY}={MANAGED_BY}",
+                                    read_timeout=stall),
                       foreign=Informer("foreign-pods", kube.core.list_pod_for_all_namespaces, observe.foreign_pod,
-                                       controller.changed, label_selector=others, field_selector=bound_and_live))
+                                       controller.changed, label_selector=others, field_selector=bound_and_live,
+                                       read_timeout=stall))
     _current[:] = [runtime]
     runtime.pods.start()
     runtime.foreign.start()

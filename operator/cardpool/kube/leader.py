@@ -10,9 +10,11 @@ from datetime import UTC, datetime, timedelta
 
 from kubernetes.client.exceptions import ApiException
 
-from .client import Kube
+from .client import REQUEST_TIMEOUT, Kube
 
 log = logging.getLogger("cardpool.leader")
+_DEADLINE = {"_request_timeout": REQUEST_TIMEOUT}
+"""A lease request on a connection that went silent must not hang the elector (it would never lead again)."""
 
 
 def _now() -> datetime:
@@ -42,9 +44,9 @@ class LeaderElector:
         self._thread.join(timeout=5)
         if self.leading:  # hand over at once instead of letting the lease expire
             try:
-                lease = self.kube.coordination.read_namespaced_lease(self.name, self.namespace)
+                lease = self.kube.coordination.read_namespaced_lease(self.name, self.namespace, **_DEADLINE)
                 lease.spec.holder_identity = None
-                self.kube.coordination.replace_namespaced_lease(self.name, self.namespace, lease)
+                self.kube.coordination.replace_namespaced_lease(self.name, self.namespace, lease, **_DEADLINE)
             except ApiException as exc:
                 log.warning("could not release lease: %s", exc.reason)
         self._leading_until = None
@@ -62,14 +64,14 @@ class LeaderElector:
         spec = {"holderIdentity": self.identity, "leaseDurationSeconds": self.lease_seconds,
                 "renewTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
         try:
-            lease = self.kube.coordination.read_namespaced_lease(self.name, self.namespace)
+            lease = self.kube.coordination.read_namespaced_lease(self.name, self.namespace, **_DEADLINE)
         except ApiException as exc:
             if exc.status != 404:
                 raise
             body = {"metadata": {"name": self.name, "namespace": self.namespace},
                     "spec": {**spec, "acquireTime": spec["renewTime"], "leaseTransitions": 0}}
             try:
-                self.kube.coordination.create_namespaced_lease(self.namespace, body)
+                self.kube.coordination.create_namespaced_lease(self.namespace, body, **_DEADLINE)
                 self._became(now)
             except ApiException as create_exc:
                 if create_exc.status != 409:
@@ -90,7 +92,7 @@ class LeaderElector:
             lease.spec.acquire_time = now
             lease.spec.lease_transitions = (lease.spec.lease_transitions or 0) + 1
         try:  # resourceVersion in the body makes a concurrent takeover fail with 409
-            self.kube.coordination.replace_namespaced_lease(self.name, self.namespace, lease)
+            self.kube.coordination.replace_namespaced_lease(self.name, self.namespace, lease, **_DEADLINE)
             self._became(now)
         except ApiException as exc:
             if exc.status != 409:
