@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
 
 from cardpool.api.trainingjob import Phase, TrainingJobSpec, TrainingJobStatus
+from cardpool.core.candidates import needs_placement
 from cardpool.core.lifecycle import (
-    needs_placement,
     outdated,
     plan_job,
     plan_missing_pool,
@@ -416,3 +416,75 @@ def test_a_running_attempt_is_not_stopped_by_a_refusal_of_its_next_pods() -> Non
     """A refusal found later (a PriorityClass deleted) matters for the next attempt; the running one keeps going."""
     plan = plan_job(job(started(phase="Running"), pods=RUNNING4), NOW, refusal=REFUSED)
     assert plan.status.phase == Phase.RUNNING and not plan.delete
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One row of the lifecycle as a table: a job as observed, what the pool pass says, and what follows."""
+
+    what: str
+    status: dict
+    pods: list = field(default_factory=list)
+    given: dict = field(default_factory=dict)
+    """plan_job's other inputs: offer, waiting, faulty_nodes, migrate, refusal."""
+    spec: dict = field(default_factory=dict)
+    phase: str = ""
+    reason: str = ""
+    creates: int = 0
+    deletes: int = 0
+    delete_job: bool = False
+
+
+ALL_RUNNING = [(1, r, "Running") for r in range(4)]
+LONG_AGO = (NOW - timedelta(hours=2)).isoformat()
+TRANSITIONS = [  # (the phase's check that decides, in the order core.lifecycle.PHASES, BETWEEN and LIVE try them)
+    # between attempts
+    Transition("a new job waits with the queue's reason", {}, given={"waiting": Waiting("ns/job", "Reserved", "")},
+               phase="Queued", reason="Reserved"),
+    Transition("a new job the queue has not seen yet is Queued", {}, phase="Queued", reason="Queued"),
+    Transition("the queue's offer records attempt 1; its pods follow", {}, given={"offer": OFFER},
+               phase="Starting", reason="GangPlaced", creates=4),
+    Transition("pods of an earlier attempt go before the next is placed", {"phase": "Restarting", "attempt": 1},
+               pods=[(1, 0, "Running")], given={"offer": OFFER}, phase="Restarting", reason="WaitingForPods",
+               deletes=1),
+    Transition("a spec the API server refuses places nothing", {}, given={"offer": OFFER, "refusal": "REFUSED"},
+               phase="Queued", reason="InvalidPodTemplate"),
+    Transition("a resumed job leaves Suspended for the queue", {"phase": "Suspended"}, phase="Queued",
+               reason="Queued"),
+    # a live attempt
+    Transition("rank 0 done: a PyTorch job succeeded, its pods go", started(phase="Running"),
+               pods=[(1, 0, "Succeeded"), *ALL_RUNNING[1:]], phase="Succeeded", reason="Succeeded", deletes=4),
+    Transition("a node fault under a rank restarts the gang", started(phase="Running"), pods=ALL_RUNNING,
+               given={"faulty_nodes": {"h800-1": "NodeNotReady"}}, phase="Restarting", reason="NodeNotReady",
+               deletes=4),
+    Transition("a refusal rolls a starting gang back", started(), pods=[(1, 0, "Pending")],
+               given={"refusal": "REFUSED"}, phase="Queued", reason="InvalidPodTemplate", deletes=1),
+    Transition("an edit the attempt cannot take restarts it", started(phase="Running", templateHash="0" * 16),
+               pods=ALL_RUNNING, phase="Restarting", reason="SpecChanged", deletes=4),
+    Transition("a gang that did not start in time is rolled back", started(attemptStartTime=LONG_AGO),
+               pods=[(1, 0, "Running")], phase="Queued", reason="GangStartTimeout", deletes=1),
+    Transition("defragmentation moves a running job", started(phase="Running"), pods=ALL_RUNNING,
+               given={"migrate": "room for ns/big"}, phase="Restarting", reason="Migrating", deletes=4),
+    Transition("missing ranks are created on their recorded nodes", started(), pods=[(1, 0, "Running")],
+               phase="Starting", reason="Starting", creates=3),
+    Transition("all ranks running: Running", started(), pods=ALL_RUNNING, phase="Running", reason="Running"),
+    # suspended, finished
+    Transition("spec.suspend stops a running attempt", started(phase="Running"), pods=ALL_RUNNING,
+               spec={"suspend": True}, phase="Suspended", reason="Suspended", deletes=4),
+    Transition("a finished job stays as it ended", {"phase": "Succeeded", "completionTime": NOW.isoformat()},
+               phase="Succeeded", reason="Succeeded"),
+    Transition("a finished job goes once its TTL has passed", {"phase": "Failed", "completionTime": LONG_AGO},
+               spec={"ttl_seconds_after_finished": 60}, phase="Failed", delete_job=True),
+]
+
+
+@pytest.mark.parametrize("t", TRANSITIONS, ids=[t.what for t in TRANSITIONS])
+def test_the_lifecycle_as_a_table(t: Transition) -> None:
+    given = {k: REFUSED if v == "REFUSED" else v for k, v in t.given.items()}
+    observed = job(t.status, pods=t.pods, spec=SPEC.model_copy(update=t.spec))
+    plan = plan_job(observed, NOW, **given)
+    ready = next((c for c in plan.status.conditions if c.type == "Ready"), None)
+    assert (plan.status.phase, len(plan.create), len(plan.delete), plan.delete_job) == (
+        t.phase, t.creates, t.deletes, t.delete_job)
+    if t.reason:
+        assert ready is not None and ready.reason == t.reason, ready

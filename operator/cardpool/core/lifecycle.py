@@ -5,13 +5,17 @@ The status is the job's memory. An attempt's placement is recorded in status (wi
 counters) before any of its pods is created, so a crash at any point resumes the same attempt: missing
 ranks are created on their recorded nodes, and pod names (<job>-a<attempt>-<rank>) make a second pod for a
 rank impossible. Pods of other attempts are deleted before a new attempt is placed.
+
+The transitions are tables: PHASES gives each phase its transition; between attempts the checks of BETWEEN,
+and for a live attempt those of LIVE, are tried in order and the first that holds decides (as kubectl drain's
+filters do). What the pool pass asks of a job before deciding it is core.candidates'.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -31,16 +35,15 @@ from cardpool.api.trainingjob import (
 )
 
 from .advice import GroupRate, advise
+from .candidates import awaiting_save, blocking_pods
 from .checkpoints import Verdict, judge_checkpoints
 from .clock import Deadlines
-from .constraints import from_template
 from .events import Event
 from .failures import Failure, backoff, decide, first_failure, streak
 from .health import LOST
 from .observed import ObservedJob, ObservedPod, PodRefusal
 from .placement import Placement
 from .queue import Waiting
-from .snapshot import JobRequest
 from .split import rank_shares
 
 RANK0_DECIDES = {Framework.PYTORCH, Framework.DEEPSPEED, Framework.MEGATRON}
@@ -121,39 +124,6 @@ class JobPlan:
                     or self.verdicts or self.delete_job)
 
 
-def blocking_pods(job: ObservedJob, faulty_nodes: Mapping[str, str] = _NONE) -> list[ObservedPod]:
-    """Pods a new attempt must wait for: all, except those already deleted on a lost node (NotReady,
-    Unknown, gone: its kubelet may never confirm their end; they hold no usable cards)."""
-    return [p for p in job.pods if not (p.deleting and faulty_nodes.get(p.node or "") in LOST)]
-
-
-def needs_placement(job: ObservedJob, now: datetime | Deadlines, faulty_nodes: Mapping[str, str] = _NONE) -> bool:
-    """Whether the pool's queue should consider the job this pass."""
-    clock = now if isinstance(now, Deadlines) else Deadlines(now)
-    status, spec = job.status, job.spec
-    if spec.suspend or status.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.STARTING, Phase.RUNNING):
-        return False
-    if blocking_pods(job, faulty_nodes):  # pods of an earlier attempt still hold cards (or are going away)
-        return False
-    if awaiting_save(spec, status, clock):
-        return False
-    return status.not_before is None or clock.reached(status.not_before)
-
-
-def awaiting_save(spec: TrainingJobSpec, status: TrainingJobStatus, now: datetime | Deadlines) -> bool:
-    """After a planned stop, the next attempt waits for the graceful save of the stopped one to be recorded
-    (at most spec.checkpoint.gracefulSaveSeconds), so it resumes from where the stopped attempt was."""
-    checkpointing = spec.checkpoint
-    last = status.history[-1] if status.history else None
-    if checkpointing is None or last is None or not last.planned or last.end_time is None:
-        return False
-    saved = status.last_checkpoint
-    if saved is not None and saved.attempt == last.attempt and saved.time >= last.end_time:
-        return False
-    clock = now if isinstance(now, Deadlines) else Deadlines(now)
-    return not clock.reached(last.end_time + timedelta(seconds=checkpointing.graceful_save_seconds))
-
-
 def rank_nodes(status: TrainingJobStatus) -> dict[int, tuple[str, str, str]]:
     """rank -> (node, group, model) from the recorded placement."""
     out = {}
@@ -182,15 +152,54 @@ def record(placement: Placement, group_rates: Mapping[str, float] = MappingProxy
     return groups
 
 
-def request(job: ObservedJob) -> JobRequest:
-    """What the queue, sizing and defragmentation see of a job."""
-    spec = job.spec
-    return JobRequest(
-        key=job.key, cards_per_worker=spec.workers.cards_per_worker, min_workers=spec.workers.size.min,
-        max_workers=spec.workers.size.max, unit=spec.workers.size.unit, desired_workers=spec.workers.size.desired,
-        accelerators=tuple(spec.placement.accelerators),
-        mode=spec.placement.mode, packing=spec.placement.topology_packing, priority=spec.priority,
-        submitted=job.created, constraint=from_template(spec.workers.template))
+Outcome = tuple[Phase, str, str]
+"""What a transition decides: the job's phase, and the reason and message of its Ready condition."""
+
+
+@dataclass
+class _Decision:
+    """One job's plan in the making: what was observed, what the pass offers, and the status being written."""
+
+    job: ObservedJob
+    old: TrainingJobStatus
+    status: TrainingJobStatus
+    plan: JobPlan
+    clock: Deadlines
+    current: dict[int, ObservedPod]
+    """The live attempt's pods by rank (none unless the job is Starting or Running)."""
+    offer: Placement | None
+    waiting: Waiting | None
+    faulty_nodes: Mapping[str, str]
+    grow_to: int | None
+    migrate: str | None
+    group_rates: Mapping[str, float]
+    refusal: PodRefusal | None
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now
+
+    def stop_attempt(self, why: str, planned: bool = False) -> None:
+        """The live attempt ends: its pods go, its history entry records why, nothing is placed any more."""
+        status = self.status
+        self.plan.delete += [p.name for p in self.current.values() if not p.deleting]
+        if status.history and status.history[-1].attempt == status.attempt and status.history[-1].end_time is None:
+            status.history[-1].end_time = self.now
+            status.history[-1].end_reason = why
+            status.history[-1].planned = planned
+        status.placement = []
+        status.workers = 0
+        status.world_size = 0
+        status.larger_size_since = None
+
+    def ready_as_written(self) -> tuple[str, str]:
+        """The Ready condition's reason and message as the job says now (the cause of a backoff, say)."""
+        ready = next((c for c in self.old.conditions if c.type == "Ready"), self.old.conditions[0])
+        return ready.reason, ready.message
+
+    def backing_off(self) -> bool:
+        status = self.status
+        return status.not_before is not None and not self.clock.reached(status.not_before) and bool(self.old.conditions)
 
 
 def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, waiting: Waiting | None = None,
@@ -204,14 +213,16 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     pod may stay Terminating on a lost node before it is force-removed (the pool's health policy).
     `refusal`: the API server refuses the job's worker pod as its spec now stands: no attempt starts, and a
     starting one is rolled back, until the spec changes or the refusal is lifted. `fault_rates`: per node group,
-    its fault rate, from which the job's checkpoint advice follows (None: the advice is left as it is)."""
+    its fault rate, from which the job's checkpoint advice follows (None: the advice is left as it is).
+
+    What every job gets first (checkpoints judged, pods of no live attempt deleted, rank 0's progress taken,
+    pods stuck on lost nodes removed), then the transition of its phase (PHASES), then the fields that follow
+    from the outcome (sizes, conditions, the checkpoint advice)."""
     clock = Deadlines(now)
-    spec = job.spec
     old = job.status
     status = _writable(old)
     plan = JobPlan(job.key, status)
     judge_checkpoints(job, status, clock, plan)
-    reason, message = "", ""
     phase = status.phase or Phase.QUEUED
     # only a Starting or Running attempt owns pods; any other pod is left over and goes
     live = phase in (Phase.STARTING, Phase.RUNNING) and status.attempt > 0
@@ -222,118 +233,234 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     if stuck_after is not None:  # their kubelet is gone and will never confirm the end
         plan.force_delete = [p.name for p in job.pods if p.deleting and faulty_nodes.get(p.node or "") in LOST
                              and p.deleting_since is not None and clock.reached(p.deleting_since + stuck_after)]
+    d = _Decision(job, old, status, plan, clock, current, offer, waiting, faulty_nodes, grow_to, migrate,
+                  group_rates, refusal)
+    transition = _suspended if job.spec.suspend and phase not in FINISHED else PHASES[phase]
+    phase, reason, message = transition(d)
+    _conclude(d, phase, reason, message, fault_rates)
+    plan.status_changed = status != old
+    plan.recheck_at = clock.next
+    return plan
 
-    def stop_attempt(why: str, planned: bool = False) -> None:
-        plan.delete += [p.name for p in current.values() if not p.deleting]
-        if status.history and status.history[-1].attempt == status.attempt and status.history[-1].end_time is None:
-            status.history[-1].end_time = now
-            status.history[-1].end_reason = why
-            status.history[-1].planned = planned
-        status.placement = []
-        status.workers = 0
-        status.world_size = 0
-        status.larger_size_since = None
 
-    if phase in (Phase.SUCCEEDED, Phase.FAILED):
-        stop_attempt(phase.value)  # e.g. the other ranks after rank 0 succeeded
-        reason, message = (old.conditions[0].reason, old.conditions[0].message) if old.conditions else (phase, "")
-        if spec.ttl_seconds_after_finished is not None and status.completion_time is not None and (
-                clock.reached(status.completion_time + timedelta(seconds=spec.ttl_seconds_after_finished))):
-            plan.delete_job = True
-    elif spec.suspend:
-        stop_attempt("Suspended")
-        phase, reason, message = Phase.SUSPENDED, "Suspended", "spec.suspend is true; workers stopped"
-    elif phase in (Phase.QUEUED, Phase.RESTARTING, Phase.SUSPENDED):
-        if waiting_for := blocking_pods(job, faulty_nodes):
-            reason, message = "WaitingForPods", f"waiting for {len(waiting_for)} pods of earlier attempts to go"
-            if status.not_before is not None and not clock.reached(status.not_before) and old.conditions:
-                # backing off: the cause of the backoff stays what the job says (its pods go meanwhile)
-                ready = next((c for c in old.conditions if c.type == "Ready"), old.conditions[0])
-                reason, message = ready.reason, ready.message
-            if phase == Phase.SUSPENDED:
-                phase = Phase.QUEUED
-        elif awaiting_save(spec, status, clock):
-            reason = "WaitingForCheckpoint"
-            message = (f"waiting for the graceful save of attempt {status.attempt} to be reported (at most "
-                       f"{spec.checkpoint.graceful_save_seconds if spec.checkpoint else 0} s)")
-        elif refusal is not None:
-            reason, message = refusal.reason, refusal.message
-            phase = Phase.QUEUED if phase == Phase.SUSPENDED else phase
-        elif offer is not None:
-            _start_attempt(job, status, offer, now, plan, group_rates)
-            phase, reason = Phase.STARTING, "GangPlaced"
-            message = next(e.message for e in plan.events if e.reason == "GangPlaced")
-        else:
-            phase = Phase.QUEUED if phase == Phase.SUSPENDED else phase
-            if status.not_before is not None and not clock.reached(status.not_before) and old.conditions:
-                ready = next((c for c in old.conditions if c.type == "Ready"), old.conditions[0])
-                reason, message = ready.reason, ready.message  # the cause of the backoff, as written when it began
-            elif waiting is not None:
-                reason, message = waiting.reason, waiting.message
-            else:
-                reason, message = "Queued", "waiting for the pool's next queue pass"
-    else:  # Starting or Running: the current attempt
-        slots = rank_nodes(status)
-        failure = _failure(job, status, current, slots, faulty_nodes, phase, clock)
-        running = [p for p in current.values() if p.phase in ("Running", "Succeeded")]  # started
-        started = status.attempt_start_time or now
-        if _succeeded(spec.framework, current, len(slots)):
-            stop_attempt("Succeeded")
-            phase, reason, message = Phase.SUCCEEDED, "Succeeded", "the job's success rule is met"
-            status.completion_time = now
-            plan.events.append(Event("Normal", "Succeeded", f"attempt {status.attempt} finished"))
-        elif failure is not None:
-            phase, reason, message = _fail_attempt(job, status, failure, now, plan, stop_attempt)
-        elif phase == Phase.STARTING and refusal is not None:  # e.g. the pods of one accelerator's override
-            stop_attempt(refusal.reason)
-            phase, reason, message = Phase.QUEUED, refusal.reason, refusal.message
-            plan.events.append(Event("Warning", refusal.reason, f"attempt {status.attempt} rolled back: {message}"))
-        elif (why := outdated(job, status)) is not None:
-            graceful = spec.checkpoint is not None and len(running) == len(slots)
-            stop_attempt(SPEC_CHANGED, planned=graceful)
-            status.restarts.uncounted += 1
-            phase, reason = Phase.RESTARTING, SPEC_CHANGED
-            message = (f"{why}: attempt {status.attempt} stops{' with a graceful save' if graceful else ''} and the "
-                       f"job restarts with its spec as it is now")
-            plan.events.append(Event("Normal", SPEC_CHANGED, message))
-        elif phase == Phase.STARTING and len(running) < len(slots) and (
-                clock.reached(started + timedelta(seconds=spec.startup_timeout_seconds, microseconds=1))):
-            stop_attempt("GangStartTimeout")
-            status.start_timeouts += 1
-            delay = min(BACKOFF_BASE_S * 2 ** (status.start_timeouts - 1), BACKOFF_MAX_S)
-            status.not_before = now + timedelta(seconds=delay)
-            phase, reason = Phase.QUEUED, "GangStartTimeout"
-            message = (f"attempt {status.attempt}: the gang did not start within {spec.startup_timeout_seconds} s "
-                       f"({len(running)} of {len(slots)} workers running); rolled back, placed again after "
-                       f"{status.not_before.isoformat()}")
-            plan.events.append(Event("Warning", "GangStartTimeout", message))
-        elif migrate is not None and len(running) == len(slots) and slots:
-            stop_attempt(MIGRATED, planned=True)
-            status.restarts.uncounted += 1
-            phase, reason = Phase.RESTARTING, "Migrating"
-            message = f"attempt {status.attempt} stops with a graceful save: {migrate}"
-            plan.events.append(Event("Normal", "Migrating", message))
-        elif len(running) == len(slots) and slots and _grow_now(job, status, len(slots), grow_to, clock):
-            stop_attempt(f"GrowTo{grow_to}", planned=True)
-            status.restarts.scaling += 1
-            phase, reason = Phase.RESTARTING, "Growing"
-            message = (f"room for {grow_to} workers has stayed free for {spec.workers.size.grow_after_seconds} s: "
-                       f"attempt {status.attempt} stops with a graceful save and restarts larger")
-            plan.events.append(Event("Normal", "Growing", message))
-        else:
-            plan.create = [RankSlot(r, *slots[r]) for r in sorted(slots) if r not in current]
-            if len(running) == len(slots) and slots:
-                if phase != Phase.RUNNING:
-                    plan.events.append(Event("Normal", "Running", f"attempt {status.attempt}: all "
-                                                                  f"{len(slots)} workers running"))
-                    if status.history and status.history[-1].attempt == status.attempt:
-                        status.history[-1].running_time = now
-                phase, reason, message = Phase.RUNNING, "Running", f"attempt {status.attempt}: all workers running"
-                status.start_time = status.start_time or now
-            else:
-                reason = "Starting" if phase == Phase.STARTING else "Running"
-                message = f"attempt {status.attempt}: {len(running)} of {len(slots)} workers running"
+FINISHED = (Phase.SUCCEEDED, Phase.FAILED)
 
+
+def _finished(d: _Decision) -> Outcome:
+    """Succeeded or Failed: what is left of the attempt goes (the other ranks after rank 0 succeeded, say); the
+    job goes too once its TTL after completion has passed."""
+    phase = d.status.phase
+    d.stop_attempt(phase.value)
+    reason, message = (d.old.conditions[0].reason, d.old.conditions[0].message) if d.old.conditions else (phase, "")
+    ttl, done = d.job.spec.ttl_seconds_after_finished, d.status.completion_time
+    if ttl is not None and done is not None and d.clock.reached(done + timedelta(seconds=ttl)):
+        d.plan.delete_job = True
+    return phase, reason, message
+
+
+def _suspended(d: _Decision) -> Outcome:
+    """spec.suspend, whatever the phase before (finished jobs aside): the attempt stops, nothing is placed."""
+    d.stop_attempt("Suspended")
+    return Phase.SUSPENDED, "Suspended", "spec.suspend is true; workers stopped"
+
+
+def _between_attempts(d: _Decision) -> Outcome:
+    """Queued, Restarting, or resumed after a suspension: the first check that holds decides (BETWEEN)."""
+    for check in BETWEEN:
+        if (outcome := check(d)) is not None:
+            return outcome
+    raise AssertionError("the last check of BETWEEN always decides")
+
+
+def _old_pods_left(d: _Decision) -> Outcome | None:
+    waiting_for = blocking_pods(d.job, d.faulty_nodes)
+    if not waiting_for:
+        return None
+    reason, message = "WaitingForPods", f"waiting for {len(waiting_for)} pods of earlier attempts to go"
+    if d.backing_off():  # the cause of the backoff stays what the job says (its pods go meanwhile)
+        reason, message = d.ready_as_written()
+    return _queued_if_suspended(d), reason, message
+
+
+def _save_awaited(d: _Decision) -> Outcome | None:
+    if not awaiting_save(d.job.spec, d.status, d.clock):
+        return None
+    checkpointing = d.job.spec.checkpoint
+    return (d.status.phase or Phase.QUEUED, "WaitingForCheckpoint",
+            f"waiting for the graceful save of attempt {d.status.attempt} to be reported (at most "
+            f"{checkpointing.graceful_save_seconds if checkpointing else 0} s)")
+
+
+def _refused(d: _Decision) -> Outcome | None:
+    if d.refusal is None:
+        return None
+    return _queued_if_suspended(d), d.refusal.reason, d.refusal.message
+
+
+def _offered(d: _Decision) -> Outcome | None:
+    if d.offer is None:
+        return None
+    _start_attempt(d.job, d.status, d.offer, d.now, d.plan, d.group_rates)
+    return Phase.STARTING, "GangPlaced", next(e.message for e in d.plan.events if e.reason == "GangPlaced")
+
+
+def _still_waiting(d: _Decision) -> Outcome:
+    if d.backing_off():  # the cause of the backoff, as written when it began
+        reason, message = d.ready_as_written()
+    elif d.waiting is not None:
+        reason, message = d.waiting.reason, d.waiting.message
+    else:
+        reason, message = "Queued", "waiting for the pool's next queue pass"
+    return _queued_if_suspended(d), reason, message
+
+
+def _queued_if_suspended(d: _Decision) -> Phase:
+    phase = d.status.phase or Phase.QUEUED
+    return Phase.QUEUED if phase == Phase.SUSPENDED else phase
+
+
+BETWEEN: tuple[Callable[[_Decision], Outcome | None], ...] = (
+    _old_pods_left, _save_awaited, _refused, _offered, _still_waiting)
+"""Between attempts, in order: pods of earlier attempts must go first; a planned stop's save is awaited; a
+refused spec places nothing; the queue's offer starts the next attempt; else the job waits, saying why."""
+
+
+@dataclass(frozen=True)
+class _Live:
+    """The live attempt as observed: its recorded ranks, its started workers, why it cannot go on (if so)."""
+
+    slots: dict[int, tuple[str, str, str]]
+    running: list[ObservedPod]
+    started: datetime
+    failure: Failure | None
+
+    @property
+    def all_running(self) -> bool:
+        return bool(self.slots) and len(self.running) == len(self.slots)
+
+
+def _live_attempt(d: _Decision) -> Outcome:
+    """Starting or Running: the first check of LIVE that holds decides."""
+    slots = rank_nodes(d.status)
+    phase = d.status.phase or Phase.QUEUED
+    live = _Live(slots, [p for p in d.current.values() if p.phase in ("Running", "Succeeded")],
+                 d.status.attempt_start_time or d.now,
+                 _failure(d.job, d.status, d.current, slots, d.faulty_nodes, phase, d.clock))
+    for check in LIVE:
+        if (outcome := check(d, live)) is not None:
+            return outcome
+    raise AssertionError("the last check of LIVE always decides")
+
+
+def _done(d: _Decision, live: _Live) -> Outcome | None:
+    if not _succeeded(d.job.spec.framework, d.current, len(live.slots)):
+        return None
+    d.stop_attempt("Succeeded")
+    d.status.completion_time = d.now
+    d.plan.events.append(Event("Normal", "Succeeded", f"attempt {d.status.attempt} finished"))
+    return Phase.SUCCEEDED, "Succeeded", "the job's success rule is met"
+
+
+def _failed(d: _Decision, live: _Live) -> Outcome | None:
+    if live.failure is None:
+        return None
+    return _fail_attempt(d.job, d.status, live.failure, d.now, d.plan, d.stop_attempt)
+
+
+def _rolled_back(d: _Decision, live: _Live) -> Outcome | None:
+    """A refusal while Starting (e.g. the pods of one accelerator's override): the attempt is rolled back."""
+    if d.status.phase != Phase.STARTING or d.refusal is None:
+        return None
+    d.stop_attempt(d.refusal.reason)
+    message = d.refusal.message
+    d.plan.events.append(Event("Warning", d.refusal.reason, f"attempt {d.status.attempt} rolled back: {message}"))
+    return Phase.QUEUED, d.refusal.reason, message
+
+
+def _spec_changed(d: _Decision, live: _Live) -> Outcome | None:
+    why = outdated(d.job, d.status)
+    if why is None:
+        return None
+    graceful = d.job.spec.checkpoint is not None and len(live.running) == len(live.slots)
+    d.stop_attempt(SPEC_CHANGED, planned=graceful)
+    d.status.restarts.uncounted += 1
+    message = (f"{why}: attempt {d.status.attempt} stops{' with a graceful save' if graceful else ''} and the "
+               f"job restarts with its spec as it is now")
+    d.plan.events.append(Event("Normal", SPEC_CHANGED, message))
+    return Phase.RESTARTING, SPEC_CHANGED, message
+
+
+def _start_timed_out(d: _Decision, live: _Live) -> Outcome | None:
+    status, timeout = d.status, d.job.spec.startup_timeout_seconds
+    if status.phase != Phase.STARTING or len(live.running) >= len(live.slots) or not (
+            d.clock.reached(live.started + timedelta(seconds=timeout, microseconds=1))):
+        return None
+    d.stop_attempt("GangStartTimeout")
+    status.start_timeouts += 1
+    delay = min(BACKOFF_BASE_S * 2 ** (status.start_timeouts - 1), BACKOFF_MAX_S)
+    status.not_before = d.now + timedelta(seconds=delay)
+    message = (f"attempt {status.attempt}: the gang did not start within {timeout} s ({len(live.running)} of "
+               f"{len(live.slots)} workers running); rolled back, placed again after {status.not_before.isoformat()}")
+    d.plan.events.append(Event("Warning", "GangStartTimeout", message))
+    return Phase.QUEUED, "GangStartTimeout", message
+
+
+def _moved(d: _Decision, live: _Live) -> Outcome | None:
+    if d.migrate is None or not live.all_running:
+        return None
+    d.stop_attempt(MIGRATED, planned=True)
+    d.status.restarts.uncounted += 1
+    message = f"attempt {d.status.attempt} stops with a graceful save: {d.migrate}"
+    d.plan.events.append(Event("Normal", "Migrating", message))
+    return Phase.RESTARTING, "Migrating", message
+
+
+def _grown(d: _Decision, live: _Live) -> Outcome | None:
+    if not live.all_running or not _grow_now(d.job, d.status, len(live.slots), d.grow_to, d.clock):
+        return None
+    d.stop_attempt(f"GrowTo{d.grow_to}", planned=True)
+    d.status.restarts.scaling += 1
+    message = (f"room for {d.grow_to} workers has stayed free for {d.job.spec.workers.size.grow_after_seconds} s: "
+               f"attempt {d.status.attempt} stops with a graceful save and restarts larger")
+    d.plan.events.append(Event("Normal", "Growing", message))
+    return Phase.RESTARTING, "Growing", message
+
+
+def _goes_on(d: _Decision, live: _Live) -> Outcome:
+    """Nothing ends the attempt: missing ranks are created on their recorded nodes; once all run, Running."""
+    status = d.status
+    d.plan.create = [RankSlot(r, *live.slots[r]) for r in sorted(live.slots) if r not in d.current]
+    if live.all_running:
+        if status.phase != Phase.RUNNING:
+            d.plan.events.append(Event("Normal", "Running", f"attempt {status.attempt}: all {len(live.slots)} "
+                                                            f"workers running"))
+            if status.history and status.history[-1].attempt == status.attempt:
+                status.history[-1].running_time = d.now
+        status.start_time = status.start_time or d.now
+        return Phase.RUNNING, "Running", f"attempt {status.attempt}: all workers running"
+    phase = status.phase or Phase.QUEUED
+    return (phase, "Starting" if phase == Phase.STARTING else "Running",
+            f"attempt {status.attempt}: {len(live.running)} of {len(live.slots)} workers running")
+
+
+LIVE: tuple[Callable[[_Decision, _Live], Outcome | None], ...] = (
+    _done, _failed, _rolled_back, _spec_changed, _start_timed_out, _moved, _grown, _goes_on)
+"""A live attempt, in order: success first (rank 0 done beats the others' ends); a failure (a faulty node under
+a rank, a failed or vanished rank, a hang); a refusal rolls a starting gang back; a spec edit restarts it; a
+gang that did not start in time is rolled back; a defragmentation move; growing; else it goes on."""
+
+PHASES: dict[Phase, Callable[[_Decision], Outcome]] = {
+    Phase.SUCCEEDED: _finished, Phase.FAILED: _finished, Phase.SUSPENDED: _between_attempts,
+    Phase.QUEUED: _between_attempts, Phase.RESTARTING: _between_attempts,
+    Phase.STARTING: _live_attempt, Phase.RUNNING: _live_attempt,
+}
+"""The transition of each phase (spec.suspend goes to _suspended first, finished jobs aside)."""
+
+
+def _conclude(d: _Decision, phase: Phase, reason: str, message: str,
+              fault_rates: Mapping[str, GroupRate] | None) -> None:
+    """The fields that follow from the outcome: sizes, selector, generation, conditions, the checkpoint advice."""
+    spec, status, old = d.job.spec, d.status, d.old
     status.phase = phase
     target = spec.workers.size.desired or spec.workers.size.max
     status.workers = sum(gp.workers for gp in status.placement)
@@ -341,19 +468,16 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     status.size = f"{status.workers}/{target}"
     status.world_size = status.workers * spec.workers.cards_per_worker
     status.accelerator = "+".join(dict.fromkeys(gp.accelerator for gp in status.placement))
-    status.selector = f"cardpool.io/job={job.name}"
-    status.observed_generation = job.generation
-    status.conditions = conditions_for_phase(old.conditions, phase, reason or phase.value, message, now,
-                                             job.generation)
+    status.selector = f"cardpool.io/job={d.job.name}"
+    status.observed_generation = d.job.generation
+    status.conditions = conditions_for_phase(old.conditions, phase, reason or phase.value, message, d.now,
+                                             d.job.generation)
     if fault_rates is not None:
         expected = spec.checkpoint.save_seconds if spec.checkpoint else None
         status.checkpoint_advice = advise(status, fault_rates, expected)
         if status.attempt != old.attempt and status.history:  # what the new attempt's pods are given
             advice = status.checkpoint_advice
             status.history[-1].checkpoint_interval_seconds = advice.interval_seconds if advice else None
-    plan.status_changed = status != old
-    plan.recheck_at = clock.next
-    return plan
 
 
 def _writable(status: TrainingJobStatus) -> TrainingJobStatus:

@@ -31,8 +31,9 @@ from cardpool.api.cardpool import (
 )
 from cardpool.api.trainingjob import Phase
 
+from .candidates import request
 from .defrag import DefragPlan, Movable, plan_defrag
-from .lifecycle import MIGRATED, request
+from .lifecycle import MIGRATED
 from .observed import ObservedBudget, ObservedJob
 from .queue import QueuePlan
 from .snapshot import JobRequest, Snapshot

@@ -16,10 +16,11 @@ from cardpool.api.conditions import Condition, set_condition
 from cardpool.api.trainingjob import Phase
 
 from .advice import count_faults, fault_rates
+from .candidates import needs_placement, request
 from .clock import Deadlines
 from .constraints import Taint, blocking, tolerations
 from .drain import Hold, Member, member_group, members
-from .lifecycle import MIGRATED, JobPlan, needs_placement, plan_job, request
+from .lifecycle import MIGRATED, JobPlan, plan_job
 from .migrations import HOUR, TARGET_TIMEOUT, active_target, decide_defrag
 from .observed import DrainRecord, ObservedBudget, ObservedJob, ObservedNode, ObservedPod, PodRefusal
 from .queue import NEVER, QueuePlan, queue_order, schedule
