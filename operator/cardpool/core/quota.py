@@ -1,0 +1,194 @@
+"""Tenant quotas, decided: whether a waiting job's queue allows it now, in which order surplus goes to the
+queues, and which borrowers give cards back when a queue below its guarantee waits. Pure; the pool pass is to
+call it (not yet wired: issue 18's API and admission build on it).
+
+Queues form a tree (an organisation, its teams). Each queue has, per accelerator model, a guaranteed number of
+cards, a borrowing limit (how far above its guarantee it may go) and a cap; a weight for sharing surplus. A
+queue's usage is its own jobs' cards plus its children's. A job is allowed when, at its queue and at every
+ancestor, the usage it would bring stays within the cap and within guarantee + borrowing limit. Whether the
+cards exist is the placement's question, asked next: quota is a promise, not capacity.
+
+Reclaim. A queue that waits while below its guarantee takes cards back from queues above theirs (borrowers):
+the claimant must end within its guarantee, and victims come only from queues borrowing that model, so a victim
+can never take the cards back in turn (the claimant is not borrowing): no loops. Victims are tried elastic
+first (shrinking within their bounds frees cards without a stop), then by least work lost since their
+checkpoint, lowest priority, most recently started; a job within its minimum runtime is never a victim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One queue's quota for one accelerator model, in cards."""
+
+    guaranteed: int = 0
+    borrowing_limit: int | None = None
+    """Cards above `guaranteed` the queue may hold (None: no limit but the cap)."""
+    cap: int | None = None
+
+
+@dataclass(frozen=True)
+class TenantQueue:
+    name: str
+    limits: Mapping[str, Limit] = field(default_factory=dict)
+    """accelerator model -> its limit; a model not listed has no guarantee and no limit."""
+    parent: str | None = None
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a queue does not allow a job now, with the figures."""
+
+    queue: str
+    """The queue whose limit is reached (the job's own or an ancestor)."""
+    reason: str
+    message: str
+
+
+Usage = Mapping[str, Mapping[str, int]]
+"""queue -> accelerator model -> cards held."""
+
+
+class Quotas:
+    """A validated tree of queues."""
+
+    def __init__(self, queues: Iterable[TenantQueue]):
+        self.queues = {q.name: q for q in queues}
+        for q in self.queues.values():
+            if q.parent is not None and q.parent not in self.queues:
+                raise ValueError(f"queue {q.name}: spec.parent {q.parent!r} is not a queue")
+            if q.weight <= 0:
+                raise ValueError(f"queue {q.name}: spec.weight must be > 0, got {q.weight}")
+            for model, limit in q.limits.items():
+                if limit.cap is not None and limit.cap < limit.guaranteed:
+                    raise ValueError(f"queue {q.name}: {model}: cap {limit.cap} is below guaranteed "
+                                     f"{limit.guaranteed}")
+            seen, node = {q.name}, q
+            while node.parent is not None:
+                if node.parent in seen:
+                    raise ValueError(f"queue {q.name}: spec.parent makes a cycle through {node.parent}")
+                seen.add(node.parent)
+                node = self.queues[node.parent]
+
+    def path(self, queue: str) -> list[TenantQueue]:
+        """The queue and its ancestors, nearest first."""
+        out, node = [], self.queues[queue]
+        while True:
+            out.append(node)
+            if node.parent is None:
+                return out
+            node = self.queues[node.parent]
+
+    def rolled_up(self, held: Usage) -> dict[str, dict[str, int]]:
+        """Each queue's usage: its own jobs' cards and its descendants'."""
+        out: dict[str, dict[str, int]] = {name: {} for name in self.queues}
+        for queue, models in held.items():
+            for node in self.path(queue):
+                for model, cards in models.items():
+                    out[node.name][model] = out[node.name].get(model, 0) + cards
+        return out
+
+    def allows(self, usage: Usage, queue: str, model: str, cards: int) -> Refusal | None:
+        """Whether `queue` may take `cards` more of `model` (`usage`: rolled up); None when it may."""
+        for node in self.path(queue):
+            limit = node.limits.get(model)
+            if limit is None:
+                continue
+            after = usage.get(node.name, {}).get(model, 0) + cards
+            if limit.cap is not None and after > limit.cap:
+                return Refusal(node.name, "QuotaCapReached",
+                               f"queue {node.name} holds {after - cards} of its cap of {limit.cap} {model} cards; "
+                               f"this job needs {cards}")
+            if limit.borrowing_limit is not None and after > limit.guaranteed + limit.borrowing_limit:
+                return Refusal(node.name, "BorrowingLimitReached",
+                               f"queue {node.name} holds {after - cards} {model} cards (guaranteed "
+                               f"{limit.guaranteed}, may borrow {limit.borrowing_limit}); this job needs {cards}")
+        return None
+
+    def borrowed(self, usage: Usage, queue: str, model: str) -> int:
+        limit = self.queues[queue].limits.get(model, Limit())
+        return max(usage.get(queue, {}).get(model, 0) - limit.guaranteed, 0)
+
+    def below_guarantee(self, usage: Usage, queue: str, model: str, cards: int) -> bool:
+        """Whether `queue` would still be within its guarantee of `model` with `cards` more: such a claim may
+        take cards back from borrowers."""
+        limit = self.queues[queue].limits.get(model)
+        return limit is not None and usage.get(queue, {}).get(model, 0) + cards <= limit.guaranteed
+
+    def share(self, usage: Usage, queue: str) -> float:
+        """What the queue holds beyond its guarantees, over its weight (its largest such share over the models):
+        surplus goes to the queue with the smallest share first."""
+        q = self.queues[queue]
+        held = usage.get(queue, {})
+        over = [max(cards - q.limits.get(m, Limit()).guaranteed, 0) for m, cards in held.items()]
+        return max(over, default=0) / q.weight
+
+    def fair_order(self, waiting: Iterable[tuple[str, str]], usage: Usage) -> list[str]:
+        """Waiting jobs (key, queue), in queue order within a queue, the queues by smallest share first."""
+        items = list(waiting)
+        rank = {key: i for i, (key, _) in enumerate(items)}
+        return [key for key, queue in sorted(items, key=lambda kq: (self.share(usage, kq[1]), rank[kq[0]]))]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A running job that could give cards back."""
+
+    key: str
+    queue: str
+    model: str
+    cards: int
+    """Cards of `model` it holds."""
+    shrinkable: int
+    """Cards it would give back by shrinking to its minimum size (0: a fixed-size job)."""
+    lost_card_s: float
+    """Card-seconds since its last checkpoint: the work a stop would lose."""
+    priority: int
+    started: datetime
+
+
+@dataclass(frozen=True)
+class Reclaim:
+    """Victims, each with the cards it gives back and how (shrink: restart at a smaller size)."""
+
+    victims: tuple[tuple[str, int, str], ...]
+    """(job key, cards given back, "Shrink" | "Stop")."""
+
+    @property
+    def cards(self) -> int:
+        return sum(c for _, c, _ in self.victims)
+
+
+def reclaim(quotas: Quotas, usage: Usage, claimant: str, model: str, needed: int, candidates: Iterable[Candidate],
+            now: datetime, min_runtime: timedelta = timedelta(minutes=10)) -> Reclaim | None:
+    """Victims that give `needed` cards of `model` back for a job of queue `claimant`, or None when the claim
+    may not reclaim (it would end above its guarantee) or the borrowers cannot give enough. A victim's queue
+    keeps at least its guarantee: only what it borrowed is taken back."""
+    if needed <= 0 or not quotas.below_guarantee(usage, claimant, model, needed):
+        return None
+    lendable = {q: quotas.borrowed(usage, q, model) for q in quotas.queues if q != claimant}
+    eligible = [c for c in candidates if c.model == model and c.queue != claimant and lendable.get(c.queue, 0) > 0
+                and now - c.started >= min_runtime]
+    order = sorted(eligible, key=lambda c: (c.shrinkable == 0, c.lost_card_s, c.priority, -c.started.timestamp()))
+    victims: list[tuple[str, int, str]] = []
+    freed = 0
+    for c in order:
+        if freed >= needed:
+            break
+        room = lendable[c.queue]
+        if c.shrinkable and c.shrinkable <= room:
+            give, how = min(c.shrinkable, room), "Shrink"
+        elif c.cards <= room:
+            give, how = c.cards, "Stop"
+        else:
+            continue  # stopping it would take the queue below its guarantee
+        victims.append((c.key, give, how))
+        lendable[c.queue] = room - give
+        freed += give
+    return Reclaim(tuple(victims)) if freed >= needed else None

@@ -1,0 +1,136 @@
+"""Tenant quotas as tables (core.quota): which claims a queue allows, in which order surplus goes, which
+borrowers give cards back; and, over random trees and usages, that reclaim never sets up a loop."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cardpool.core.quota import Candidate, Limit, Quotas, TenantQueue, reclaim
+
+NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+H = "H800"
+
+# an organisation with two teams; the org caps its teams together at 48 H800 cards
+ORG = Quotas([
+    TenantQueue("org", {H: Limit(guaranteed=32, cap=48)}),
+    TenantQueue("team-a", {H: Limit(guaranteed=16, borrowing_limit=16)}, parent="org", weight=1.0),
+    TenantQueue("team-b", {H: Limit(guaranteed=16)}, parent="org", weight=3.0),
+    TenantQueue("guest", {H: Limit(guaranteed=0, cap=8)}),
+])
+
+
+def usage(**held: int) -> dict:
+    return ORG.rolled_up({q.replace("_", "-"): {H: n} for q, n in held.items()})
+
+
+ALLOWS = [
+    # (what, held per queue, queue, cards, refused by (queue, reason) or None)
+    ("within its guarantee", {"team_a": 8}, "team-a", 8, None),
+    ("borrowing idle cards of its sibling", {"team_a": 16, "team_b": 0}, "team-a", 16, None),
+    ("its borrowing limit reached", {"team_a": 24}, "team-a", 16, ("team-a", "BorrowingLimitReached")),
+    ("a queue without a borrowing limit borrows up to its ancestor's cap", {"team_b": 40}, "team-b", 8, None),
+    ("the organisation's cap binds its teams together", {"team_a": 24, "team_b": 20}, "team-b", 8,
+     ("org", "QuotaCapReached")),
+    ("a queue's own cap", {"guest": 4}, "guest", 8, ("guest", "QuotaCapReached")),
+    ("a model the queue does not list is not limited", {}, "guest", 0, None),
+]
+
+
+@pytest.mark.parametrize(("what", "held", "queue", "cards", "refused"), ALLOWS, ids=[a[0] for a in ALLOWS])
+def test_a_queue_allows_a_claim_within_its_limits_and_its_ancestors(what, held, queue, cards, refused) -> None:
+    verdict = ORG.allows(usage(**held), queue, H, cards)
+    assert (verdict.queue, verdict.reason) == refused if refused else verdict is None, verdict
+    if verdict is not None:  # the message gives the figures a user can act on
+        assert str(cards) in verdict.message and verdict.queue in verdict.message
+
+
+def test_surplus_goes_to_the_queue_with_the_smallest_share_by_weight() -> None:
+    """team-b weighs 3: borrowing 12 over its guarantee is a share of 4, less than team-a's 8 borrowed."""
+    held = usage(team_a=24, team_b=28)
+    assert ORG.share(held, "team-a") == 8 and ORG.share(held, "team-b") == 4
+    waiting = [("ns/a1", "team-a"), ("ns/b1", "team-b"), ("ns/a2", "team-a"), ("ns/b2", "team-b")]
+    assert ORG.fair_order(waiting, held) == ["ns/b1", "ns/b2", "ns/a1", "ns/a2"]
+
+
+@pytest.mark.parametrize(("queues", "error"), [
+    ([TenantQueue("a", parent="nowhere")], "spec.parent 'nowhere' is not a queue"),
+    ([TenantQueue("a", parent="b"), TenantQueue("b", parent="a")], "cycle"),
+    ([TenantQueue("a", {H: Limit(guaranteed=8, cap=4)})], "cap 4 is below guaranteed 8"),
+    ([TenantQueue("a", weight=0)], "spec.weight must be > 0"),
+])
+def test_a_bad_tree_is_refused_naming_the_field(queues: list, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        Quotas(queues)
+
+
+def job(key: str, queue: str, cards: int, shrinkable: int = 0, lost: float = 0.0, priority: int = 0,
+        minutes: float = 60) -> Candidate:
+    return Candidate(key, queue, H, cards, shrinkable, lost, priority, NOW - timedelta(minutes=minutes))
+
+
+RECLAIMS = [
+    # (what, held, claimant, needed, candidates, victims (key, cards, how) or None)
+    ("an elastic borrower shrinks rather than a fixed one stops",
+     {"team_a": 32}, "team-b", 8, [job("a/fixed", "team-a", 8), job("a/elastic", "team-a", 24, shrinkable=8)],
+     [("a/elastic", 8, "Shrink")]),
+    ("the borrower losing least work since its checkpoint stops first",
+     {"team_a": 32}, "team-b", 8, [job("a/x", "team-a", 8, lost=900.0), job("a/y", "team-a", 8, lost=60.0)],
+     [("a/y", 8, "Stop")]),
+    ("then the lowest priority", {"team_a": 32}, "team-b", 8,
+     [job("a/x", "team-a", 8, priority=5), job("a/y", "team-a", 8, priority=1)], [("a/y", 8, "Stop")]),
+    ("a job within its minimum runtime is not a victim", {"team_a": 32}, "team-b", 8,
+     [job("a/new", "team-a", 8, minutes=2), job("a/old", "team-a", 8, lost=5000.0)], [("a/old", 8, "Stop")]),
+    ("a borrower keeps its guarantee: only what it borrowed comes back", {"team_a": 20}, "team-b", 8,
+     [job("a/big", "team-a", 16), job("a/small", "team-a", 4)], None),
+    ("a claim that would end above its guarantee reclaims nothing", {"team_a": 32, "team_b": 12}, "team-b", 8,
+     [job("a/x", "team-a", 8)], None),
+    ("jobs of queues within their guarantee are never victims", {"team_a": 16, "team_b": 0}, "team-b", 8,
+     [job("a/x", "team-a", 8)], None),
+]
+
+
+@pytest.mark.parametrize(("what", "held", "claimant", "needed", "candidates", "victims"), RECLAIMS,
+                         ids=[r[0] for r in RECLAIMS])
+def test_reclaim_takes_back_only_what_borrowers_borrowed(what, held, claimant, needed, candidates, victims) -> None:
+    got = reclaim(ORG, usage(**held), claimant, H, needed, candidates, NOW)
+    assert (list(got.victims) if got else None) == victims
+
+
+QUEUE_NAMES = ["team-a", "team-b", "guest"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(held=st.fixed_dictionaries({q: st.integers(0, 40) for q in QUEUE_NAMES}),
+       claimant=st.sampled_from(QUEUE_NAMES), needed=st.integers(1, 24),
+       jobs=st.lists(st.tuples(st.sampled_from(QUEUE_NAMES), st.integers(1, 16), st.integers(0, 8),
+                               st.floats(0, 1e4), st.integers(0, 3), st.floats(0, 120)), max_size=8))
+def test_reclaim_never_sets_up_a_loop(held: dict, claimant: str, needed: int, jobs: list) -> None:
+    """After any reclaim, the claimant is within its guarantee (so no one may take its cards back) and every
+    victim's queue still holds at least its guarantee; at least the cards needed come back, never from a job
+    within its minimum runtime."""
+    usage_ = ORG.rolled_up({q: {H: n} for q, n in held.items()})
+    candidates = [Candidate(f"{q}/{i}", q, H, cards, min(shrink, cards - 1) if cards > 1 else 0, lost, prio,
+                            NOW - timedelta(minutes=minutes))
+                  for i, (q, cards, shrink, lost, prio, minutes) in enumerate(jobs)]
+    got = reclaim(ORG, usage_, claimant, H, needed, candidates, NOW)
+    if got is None:
+        return
+    by_key = {c.key: c for c in candidates}
+    assert got.cards >= needed
+    after = {q: dict(m) for q, m in usage_.items()}
+    after[claimant][H] = after[claimant].get(H, 0) + needed
+    for key, give, _ in got.victims:
+        victim = by_key[key]
+        assert victim.queue != claimant and NOW - victim.started >= timedelta(minutes=10)
+        after[victim.queue][H] -= give
+    assert ORG.borrowed(after, claimant, H) == 0
+    for key, _, _ in got.victims:
+        q = by_key[key].queue
+        assert after[q][H] >= ORG.queues[q].limits[H].guaranteed, (q, after[q])
+        # the victim's queue cannot reclaim from the claimant in turn: the claimant borrows nothing
+        assert reclaim(ORG, after, q, H, 1, [Candidate("back", claimant, H, needed, 0, 0.0, 0,
+                                                       NOW - timedelta(hours=1))], NOW) is None
