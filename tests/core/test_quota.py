@@ -9,7 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cardpool.core.quota import Candidate, Limit, Quotas, TenantQueue, reclaim
+from cardpool.core.queue import schedule
+from cardpool.core.quota import Candidate, Limit, QueueAdmission, Quotas, TenantQueue, reclaim
+
+from .fleet import job as request
+from .fleet import nodes, running, snapshot
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 H = "H800"
@@ -134,3 +138,55 @@ def test_reclaim_never_sets_up_a_loop(held: dict, claimant: str, needed: int, jo
         # the victim's queue cannot reclaim from the claimant in turn: the claimant borrows nothing
         assert reclaim(ORG, after, q, H, 1, [Candidate("back", claimant, H, needed, 0, 0.0, 0,
                                                        NOW - timedelta(hours=1))], NOW) is None
+
+
+# -- the pool's queue with tenant queues (core.queue.schedule with a QueueAdmission) ------------------------------
+
+TEAMS = Quotas([
+    TenantQueue("team-a", {H: Limit(guaranteed=16, borrowing_limit=16)}),
+    TenantQueue("team-b", {H: Limit(guaranteed=16)}, weight=2.0),
+    TenantQueue("capped", {H: Limit(guaranteed=0, cap=8), "A100": Limit(guaranteed=16)}),
+])
+
+
+def admit(pending: list, queue_of: dict, held: dict, free: int, busy: int) -> tuple[dict, dict]:
+    """`free` idle H800 nodes, `busy` more held by a job without a queue, and one node per 8 cards `held` by each
+    queue's running jobs; plus 2 idle A100 nodes."""
+    owners = ["other"] * busy + [q for q, models in held.items() for _ in range(models.get(H, 0) // 8)]
+    allocations = [running(f"{owner}/run-{k}", (f"h800-{free + k}", 8)) for k, owner in enumerate(owners)]
+    queue_of = {**queue_of, **{a.job: a.job.split("/")[0] for a in allocations if not a.job.startswith("other")}}
+    snap = snapshot(nodes("h800", free + len(owners)) + nodes("a100", 2), allocations, pending)
+    plan = schedule(snap, admission=QueueAdmission(TEAMS, queue_of, held))
+    return {p.job: p.cards for p in plan.admitted}, {w.job: w.reason for w in plan.waiting}
+
+
+SCHEDULES = [
+    # (what, pending, queue_of, held by queue, free nodes, busy nodes, admitted {job: cards}, waiting {job: reason})
+    ("a queue borrows idle cards beyond its guarantee", [request("a/big", 4)], {"a/big": "team-a"}, {}, 8, 0,
+     {"a/big": 32}, {}),
+    ("its borrowing limit holds although cards are free", [request("a/big", 5)], {"a/big": "team-a"}, {}, 8, 0,
+     {}, {"a/big": "BorrowingLimitReached"}),
+    ("an elastic job is placed at the size its quota allows", [request("a/el", (1, 6))], {"a/el": "team-a"},
+     {"team-a": {H: 16}}, 8, 0, {"a/el": 16}, {}),
+    ("a job without a queue is not limited", [request("free", 6)], {}, {}, 8, 0, {"free": 48}, {}),
+    ("the quota allows it but the cards are busy", [request("b/big", 6)], {"b/big": "team-b"}, {}, 4, 4,
+     {}, {"b/big": "Reserved"}),
+    ("a job its queue refuses holds no reservation: the next job gets it",
+     [request("cap/big", 2, minute=0), request("b/big", 6, minute=1)], {"cap/big": "capped", "b/big": "team-b"},
+     {}, 4, 4, {}, {"cap/big": "QuotaCapReached", "b/big": "Reserved"}),
+    ("a job is placed only on the models its queue allows", [request("cap/x", 2, models=(H, "A100"))],
+     {"cap/x": "capped"}, {}, 8, 0, {"cap/x": 16}, {}),
+    ("within a priority the queue with less surplus for its weight goes first (b: 8 over, weight 2)",
+     [request("a/1", 1, minute=0), request("b/1", 1, minute=1)], {"a/1": "team-a", "b/1": "team-b"},
+     {"team-a": {H: 24}, "team-b": {H: 24}}, 1, 0, {"b/1": 8}, {"a/1": "Reserved"}),
+    ("priority still comes first", [request("a/1", 1, minute=0, priority=1), request("b/1", 1, minute=1)],
+     {"a/1": "team-a", "b/1": "team-b"}, {"team-a": {H: 24}, "team-b": {H: 24}}, 1, 0, {"a/1": 8},
+     {"b/1": "Reserved"}),
+]
+
+
+@pytest.mark.parametrize(("what", "pending", "queue_of", "held", "free", "busy", "admitted", "waiting"), SCHEDULES,
+                         ids=[s[0] for s in SCHEDULES])
+def test_the_queue_admits_by_quota_and_placement_together(what, pending, queue_of, held, free, busy, admitted,
+                                                         waiting) -> None:
+    assert admit(pending, queue_of, held, free, busy) == (admitted, waiting)

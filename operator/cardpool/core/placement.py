@@ -29,6 +29,12 @@ class Placement(Allocation):
     def models(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(w.model for w in self.workers))
 
+    def cards_by_model(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for w in self.workers:
+            out[w.model] = out.get(w.model, 0) + w.cards
+        return out
+
 
 @dataclass(slots=True)
 class _Slot:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from .constraints import TOLERATIONS
 from .fragmentation import GroupFragmentation, fragmentation
 from .placement import Ledger, Placement, place, throughputs
+from .quota import QueueAdmission
 from .snapshot import JobRequest, Snapshot
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -52,24 +53,49 @@ def queue_order(jobs: tuple[JobRequest, ...] | list[JobRequest], first: str | No
     return sorted(jobs, key=lambda j: (j.key != first, -j.priority, j.submitted or _EPOCH, j.key))
 
 
-def schedule(snapshot: Snapshot, first: str | None = None) -> QueuePlan:
+def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmission | None = None) -> QueuePlan:
     """Place the pending jobs of `snapshot` on its free cards, in queue order, with one reservation.
-    `first`: a job placed before all others, at its minimum size (the target of a defragmentation in flight)."""
+    `first`: a job placed before all others, at its minimum size (the target of a defragmentation in flight).
+    `admission`: tenant queues (core.quota): a job is placed only where its queue allows the cards; a job its
+    queue allows on none of its models waits saying why and holds no reservation; within a priority, queues
+    holding the least surplus for their weight go first."""
     ledger = Ledger(snapshot, snapshot.free())
     rates = throughputs(snapshot)
     admitted: list[Placement] = []
     waiting: list[Waiting] = []
     reservation: Placement | None = None
     empty: Ledger | None = None  # the pool as if every pod had left, to tell "later" from "never"
-    for job in queue_order(snapshot.pending, first):
+    tally = admission.tally() if admission is not None else None
+    order = queue_order(snapshot.pending, first)
+    if tally is not None:  # stable: submission order within a share
+        order.sort(key=lambda j: (j.key != first, -j.priority, tally.share(j.key)))
+    for job in order:
         if job.key == first:
             # the size the moves made room for: taking more would take the places found for the moved jobs,
             # which would then wait, and move it back (it grows later like any elastic job)
             job = replace(job, desired_workers=job.min_workers)
+        if tally is not None:  # placed only on the models its queue allows it at its minimum size
+            models, refusal = tally.allowed(job.key, job.accelerators, job.min_workers * job.cards_per_worker)
+            if refusal is not None:
+                waiting.append(Waiting(job.key, refusal.reason, refusal.message))
+                continue
+            if models != job.accelerators:
+                job = replace(job, accelerators=models)
+            rooms = [tally.room(job.key, m) for m in models]
+            if None not in rooms and max(rooms) // job.cards_per_worker < job.max_workers:  # an elastic job fits
+                top = max(rooms) // job.cards_per_worker // job.unit * job.unit           # its quota smaller
+                job = replace(job, max_workers=max(top, job.min_workers),
+                              desired_workers=min(job.desired_workers or top, max(top, job.min_workers)))
         placement = place(job, ledger, rates)
+        if placement is not None and tally is not None and (
+                refusal := tally.refuses(job.key, placement.cards_by_model())) is not None:
+            waiting.append(Waiting(job.key, refusal.reason, refusal.message))  # e.g. a larger size, or Mixed
+            continue
         if placement is not None:
             ledger.commit(placement)
             admitted.append(placement)
+            if tally is not None:
+                tally.add(job.key, placement.cards_by_model())
             continue
         need = f"{job.min_workers} x {job.cards_per_worker} cards of {'/'.join(job.accelerators)}"
         if reservation is None:

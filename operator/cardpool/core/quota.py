@@ -1,6 +1,7 @@
 """Tenant quotas, decided: whether a waiting job's queue allows it now, in which order surplus goes to the
-queues, and which borrowers give cards back when a queue below its guarantee waits. Pure; the pool pass is to
-call it (not yet wired: issue 18's API and admission build on it).
+queues, and which borrowers give cards back when a queue below its guarantee waits. Pure. The pool's queue
+(core.queue.schedule) admits by quota and placement together when given a QueueAdmission; the pool pass does
+not give it one yet (there is no queue API yet), and nothing calls `reclaim` yet.
 
 Queues form a tree (an organisation, its teams). Each queue has, per accelerator model, a guaranteed number of
 cards, a borrowing limit (how far above its guarantee it may go) and a cap; a weight for sharing surplus. A
@@ -192,3 +193,72 @@ def reclaim(quotas: Quotas, usage: Usage, claimant: str, model: str, needed: int
         lendable[c.queue] = room - give
         freed += give
     return Reclaim(tuple(victims)) if freed >= needed else None
+
+
+@dataclass(frozen=True)
+class QueueAdmission:
+    """What one pass of the pool's queue needs of the tenants: their tree, which queue each job belongs to (a
+    job without one is not limited), and what the queues' jobs hold (by queue and model, not rolled up)."""
+
+    quotas: Quotas
+    queue_of: Mapping[str, str]
+    held: Usage
+
+    def tally(self) -> Tally:
+        return Tally(self, self.quotas.rolled_up(self.held))
+
+
+class Tally:
+    """The queues' usage during one pass: admissions count at once, so the next job sees them."""
+
+    def __init__(self, admission: QueueAdmission, usage: dict[str, dict[str, int]]):
+        self.admission, self.usage = admission, usage
+        self._shares = {q: admission.quotas.share(usage, q) for q in admission.quotas.queues}
+
+    def share(self, job: str) -> float:
+        """The share of the job's queue as the pass began (0 for a job without a queue)."""
+        queue = self.admission.queue_of.get(job)
+        return self._shares.get(queue, 0.0) if queue is not None else 0.0
+
+    def refuses(self, job: str, cards_by_model: Mapping[str, int]) -> Refusal | None:
+        """Why the job's queue does not allow these cards (None: it does, or the job has no queue)."""
+        queue = self.admission.queue_of.get(job)
+        if queue is None:
+            return None
+        for model, cards in cards_by_model.items():
+            if (refusal := self.admission.quotas.allows(self.usage, queue, model, cards)) is not None:
+                return refusal
+        return None
+
+    def allowed(self, job: str, models: tuple[str, ...], cards: int) -> tuple[tuple[str, ...], Refusal | None]:
+        """The job's models on which its queue allows `cards` (its minimum), in its order of preference; with
+        none, the refusal for its first model."""
+        refusals = {m: self.refuses(job, {m: cards}) for m in models}
+        allowed = tuple(m for m in models if refusals[m] is None)
+        return allowed, (refusals[models[0]] if models and not allowed else None)
+
+    def room(self, job: str, model: str) -> int | None:
+        """Cards of `model` the job's queue may still take (the tightest cap or borrowing limit on its path);
+        None: no limit."""
+        queue = self.admission.queue_of.get(job)
+        if queue is None:
+            return None
+        rooms = []
+        for node in self.admission.quotas.path(queue):
+            limit = node.limits.get(model)
+            if limit is None:
+                continue
+            held = self.usage.get(node.name, {}).get(model, 0)
+            if limit.cap is not None:
+                rooms.append(limit.cap - held)
+            if limit.borrowing_limit is not None:
+                rooms.append(limit.guaranteed + limit.borrowing_limit - held)
+        return max(min(rooms), 0) if rooms else None
+
+    def add(self, job: str, cards_by_model: Mapping[str, int]) -> None:
+        queue = self.admission.queue_of.get(job)
+        if queue is None:
+            return
+        for node in self.admission.quotas.path(queue):
+            for model, cards in cards_by_model.items():
+                self.usage[node.name][model] = self.usage[node.name].get(model, 0) + cards
