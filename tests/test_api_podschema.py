@@ -14,9 +14,10 @@ from cardpool.api import crdgen, podschema, podtemplate
 from cardpool.api.cardpool import CardPoolSpec
 from cardpool.api.keys import CONFIG_MOUNT
 from cardpool.api.trainingjob import DNS_1035_LABEL, TrainingJobSpec, TrainingJobStatus
-from cardpool.core.lifecycle import RankSlot, record
+from cardpool.core.attempts import record
 from cardpool.core.observed import ObservedJob
 from cardpool.core.placement import Placement
+from cardpool.core.plan import RankSlot
 from cardpool.core.snapshot import Worker
 from cardpool.kube import builders
 

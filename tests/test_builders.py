@@ -8,9 +8,10 @@ import yaml
 
 from cardpool.api.cardpool import CardPoolSpec
 from cardpool.api.trainingjob import TrainingJobSpec, TrainingJobStatus
-from cardpool.core.lifecycle import RankSlot, record
+from cardpool.core.attempts import record
 from cardpool.core.observed import ObservedJob
 from cardpool.core.placement import Placement
+from cardpool.core.plan import RankSlot
 from cardpool.core.snapshot import Worker
 from cardpool.kube import builders
 

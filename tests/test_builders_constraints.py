@@ -11,7 +11,7 @@ import pytest
 
 from cardpool.api.cardpool import Toleration
 from cardpool.core.constraints import from_template
-from cardpool.core.lifecycle import RankSlot
+from cardpool.core.plan import RankSlot
 from cardpool.kube import builders
 
 from .test_builders import POOL, observed

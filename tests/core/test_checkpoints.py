@@ -15,8 +15,9 @@ import yaml
 from cardpool.api.trainingjob import AttemptRecord, CheckpointRecord, Progress, TrainingJobSpec, TrainingJobStatus
 from cardpool.core.checkpoints import ORPHAN_GRACE, PROGRESS_GRACE, judge_checkpoints, judge_orphans
 from cardpool.core.clock import Deadlines
-from cardpool.core.lifecycle import JobPlan, plan_job
+from cardpool.core.lifecycle import plan_job
 from cardpool.core.observed import ObservedCheckpoint, ObservedJob, ObservedPod, ObservedProgress
+from cardpool.core.plan import JobPlan
 
 from ..examples import EXAMPLES
 

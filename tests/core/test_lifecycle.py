@@ -9,15 +9,9 @@ import pytest
 import yaml
 
 from cardpool.api.trainingjob import Phase, TrainingJobSpec, TrainingJobStatus
+from cardpool.core.attempts import outdated, pod_shape, rank_nodes, record
 from cardpool.core.candidates import needs_placement
-from cardpool.core.lifecycle import (
-    outdated,
-    plan_job,
-    plan_missing_pool,
-    pod_shape,
-    rank_nodes,
-    record,
-)
+from cardpool.core.lifecycle import plan_job, plan_missing_pool
 from cardpool.core.observed import ObservedJob, ObservedPod, PodRefusal
 from cardpool.core.placement import Placement
 from cardpool.core.queue import Waiting

@@ -24,7 +24,7 @@ from typing import Any
 from cardpool.api.cardpool import CardPoolSpec
 from cardpool.api.trainingjob import TrainingJobSpec, TrainingJobStatus
 from cardpool.controller.loop import Controller, Observations
-from cardpool.core.lifecycle import pod_name
+from cardpool.core.attempts import pod_name
 from cardpool.core.observed import ObservedJob, ObservedNode, ObservedPod
 from cardpool.core.pool import reconcile_pool
 

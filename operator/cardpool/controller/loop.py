@@ -29,10 +29,12 @@ from datetime import UTC, datetime
 from kubernetes.client.exceptions import ApiException
 
 from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
+from cardpool.core.attempts import pod_name
+from cardpool.core.candidates import needs_placement
 from cardpool.core.checkpoints import judge_orphans
 from cardpool.core.clock import Deadlines
 from cardpool.core.drain import Member, members, plan_drains
-from cardpool.core.lifecycle import JobPlan, needs_placement, plan_missing_pool, pod_name
+from cardpool.core.lifecycle import plan_missing_pool
 from cardpool.core.observed import (
     DrainRecord,
     ObservedBudget,
@@ -42,6 +44,7 @@ from cardpool.core.observed import (
     ObservedPod,
     PodRefusal,
 )
+from cardpool.core.plan import JobPlan
 from cardpool.core.pool import PlanMemo, PoolPlan, reconcile_pool
 from cardpool.kube import builders, effects, refusals
 from cardpool.kube import nodes as node_effects

@@ -13,8 +13,8 @@ from datetime import datetime
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from cardpool.api.trainingjob import Phase
-from cardpool.core.lifecycle import JobPlan
 from cardpool.core.observed import ObservedJob
+from cardpool.core.plan import JobPlan
 from cardpool.core.pool import PoolPlan
 
 log = logging.getLogger("cardpool.metrics")

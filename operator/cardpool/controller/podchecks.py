@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 
 from cardpool.api.cardpool import CardPoolSpec
 from cardpool.api.trainingjob import GroupPlacement
-from cardpool.core.lifecycle import RankSlot
 from cardpool.core.observed import ObservedJob, PodRefusal
+from cardpool.core.plan import RankSlot
 from cardpool.kube import builders, effects, refusals
 from cardpool.kube.client import Kube
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from cardpool.api.trainingjob import Phase
-from cardpool.core.lifecycle import JobPlan
 from cardpool.core.observed import ObservedJob
+from cardpool.core.plan import JobPlan
 
 from .applier import Priority
 

@@ -29,18 +29,14 @@ A Checkpoint naming a job that does not exist in its namespace is refused with N
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from cardpool.api.trainingjob import CheckpointRecord, TrainingJobStatus
 
 from .clock import Deadlines
 from .events import Event
 from .observed import ObservedCheckpoint, ObservedJob
-
-if TYPE_CHECKING:
-    from .lifecycle import JobPlan
+from .plan import JobPlan, Verdict
 
 PROGRESS_GRACE = timedelta(seconds=60)
 """How long a Checkpoint above its attempt's reported progress waits for that report to be seen."""
@@ -51,16 +47,6 @@ watches, and a job applied together with its Checkpoints may be seen after them.
 RECORDED, NOT_NEWER, OLDER_ATTEMPT, FUTURE_ATTEMPT, NO_SUCH_ATTEMPT = (
     "Recorded", "NotNewer", "OlderAttempt", "FutureAttempt", "NoSuchAttempt")
 NOT_OWNED, PREDATES_JOB, BEYOND_PROGRESS, NO_SUCH_JOB = "NotOwned", "PredatesJob", "BeyondProgress", "NoSuchJob"
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """Whether a reported checkpoint was taken as the job's latest; set on the Checkpoint's status."""
-
-    checkpoint: str
-    accepted: bool
-    reason: str
-    message: str
 
 
 def judge_checkpoints(job: ObservedJob, status: TrainingJobStatus, now: datetime | Deadlines,

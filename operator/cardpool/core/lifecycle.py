@@ -8,148 +8,50 @@ rank impossible. Pods of other attempts are deleted before a new attempt is plac
 
 The transitions are tables: PHASES gives each phase its transition; between attempts the checks of BETWEEN,
 and for a live attempt those of LIVE, are tried in order and the first that holds decides (as kubectl drain's
-filters do). What the pool pass asks of a job before deciding it is core.candidates'.
+filters do). What the pool pass asks of a job before deciding it is core.candidates'; how an attempt is
+recorded, core.attempts'; the plan's shape, core.plan's.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from cardpool.api.phases import conditions_for_phase
 from cardpool.api.trainingjob import (
-    AttemptRecord,
     FailureAction,
     FailureRecord,
     Framework,
-    GroupPlacement,
     Phase,
-    PlacementMode,
     Progress,
-    TrainingJobSpec,
     TrainingJobStatus,
 )
 
 from .advice import GroupRate, advise
+from .attempts import outdated, rank_nodes, start_attempt
 from .candidates import awaiting_save, blocking_pods
-from .checkpoints import Verdict, judge_checkpoints
+from .checkpoints import judge_checkpoints
 from .clock import Deadlines
 from .events import Event
 from .failures import Failure, backoff, decide, first_failure, streak
 from .health import LOST
 from .observed import ObservedJob, ObservedPod, PodRefusal
 from .placement import Placement
+from .plan import JobPlan, RankSlot
 from .queue import Waiting
-from .split import rank_shares
 
 RANK0_DECIDES = {Framework.PYTORCH, Framework.DEEPSPEED, Framework.MEGATRON}
 _NONE: Mapping[str, str] = MappingProxyType({})
 
 
-def pod_name(job: str, attempt: int, rank: int) -> str:
-    return f"{job}-a{attempt}-{rank}"
-
-
-HISTORY = 20
 MIGRATED = "Migrated"
 SPEC_CHANGED = "SpecChanged"
 
 
-def pod_shape(spec: TrainingJobSpec) -> str:
-    """A hash of what shapes a job's pods; an attempt records it, so a later edit is noticed."""
-    shaping = spec.model_dump(mode="json", by_alias=True, include={
-        "framework": True, "checkpoint": True,
-        "workers": {"template": True, "overrides": True, "global_batch_size": True, "cards_per_worker": True}})
-    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def outdated(job: ObservedJob, status: TrainingJobStatus) -> str | None:
-    """Why the live attempt no longer matches the job's spec (None: it does). Such an attempt stops and the job
-    restarts with the spec as it is now: edits take effect, never silently ignored."""
-    spec = job.spec
-    if status.template_hash is not None and status.template_hash != (job.shape or pod_shape(spec)):
-        return ("spec.workers.template, overrides, globalBatchSize, spec.framework or spec.checkpoint changed "
-                "since the attempt started")
-    models = list(dict.fromkeys(gp.accelerator for gp in status.placement))
-    if gone := [m for m in models if m not in spec.placement.accelerators]:
-        return f"spec.placement.accelerators no longer lists {', '.join(gone)}"
-    if spec.placement.mode == PlacementMode.HOMOGENEOUS and len(models) > 1:
-        return f"spec.placement.mode is Homogeneous; the attempt spans {'+'.join(models)}"
-    size, workers = spec.workers.size, sum(gp.workers for gp in status.placement)
-    if workers and not (size.min <= workers <= size.max and workers % size.unit == 0):
-        return (f"the attempt's {workers} workers are outside spec.workers.size (min {size.min}, max {size.max}, "
-                f"unit {size.unit})")
-    if workers and size.desired is not None and workers > size.desired:
-        return f"spec.workers.size.desired is {size.desired}; the attempt runs {workers} workers"
-    return None
 BACKOFF_BASE_S = 10
 BACKOFF_MAX_S = 600
-
-
-@dataclass(frozen=True, slots=True)
-class RankSlot:
-    """A worker to create: its rank and where the recorded placement puts it."""
-
-    rank: int
-    node: str
-    group: str
-    model: str
-
-
-@dataclass
-class JobPlan:
-    job: str
-    status: TrainingJobStatus
-    create: list[RankSlot] = field(default_factory=list)
-    delete: list[str] = field(default_factory=list)
-    force_delete: list[str] = field(default_factory=list)
-    """Pods stuck Terminating on a lost node, removed without waiting for its kubelet."""
-    events: list[Event] = field(default_factory=list)
-    delete_job: bool = False
-    status_changed: bool = True
-    verdicts: list[Verdict] = field(default_factory=list)
-    recheck_at: datetime | None = None
-    """The earliest moment a time-based rule could decide otherwise on the same inputs (None: never)."""
-    settling: bool = False
-    """Not decided: the job's last plan is still being carried out (see cardpool.controller)."""
-
-    @property
-    def acts(self) -> bool:
-        """Whether carrying out the plan calls the API at all."""
-        return bool(self.status_changed or self.create or self.delete or self.force_delete or self.events
-                    or self.verdicts or self.delete_job)
-
-
-def rank_nodes(status: TrainingJobStatus) -> dict[int, tuple[str, str, str]]:
-    """rank -> (node, group, model) from the recorded placement."""
-    out = {}
-    for gp in status.placement:
-        for i, node in enumerate(gp.nodes):
-            out[gp.first_rank + i] = (node, gp.group, gp.accelerator)
-    return out
-
-
-def record(placement: Placement, group_rates: Mapping[str, float] = MappingProxyType({}),
-           global_batch: int | None = None) -> list[GroupPlacement]:
-    """The placement as status records it: per group, its ranks, nodes, relative throughput and share of
-    the global batch."""
-    groups: list[GroupPlacement] = []
-    for w in placement.workers:
-        if groups and groups[-1].group == w.group and groups[-1].accelerator == w.model:
-            groups[-1].workers += 1
-            groups[-1].nodes.append(w.node)
-        else:
-            groups.append(GroupPlacement(group=w.group, accelerator=w.model, workers=1, first_rank=w.rank,
-                                         nodes=[w.node], relative_throughput=group_rates.get(w.group, 1.0)))
-    if global_batch is not None:
-        shares = rank_shares(groups, global_batch)
-        for gp in groups:
-            gp.batch_share = sum(shares[gp.first_rank:gp.first_rank + gp.workers])
-    return groups
 
 
 Outcome = tuple[Phase, str, str]
@@ -300,7 +202,7 @@ def _refused(d: _Decision) -> Outcome | None:
 def _offered(d: _Decision) -> Outcome | None:
     if d.offer is None:
         return None
-    _start_attempt(d.job, d.status, d.offer, d.now, d.plan, d.group_rates)
+    start_attempt(d.job, d.status, d.offer, d.now, d.plan, d.group_rates)
     return Phase.STARTING, "GangPlaced", next(e.message for e in d.plan.events if e.reason == "GangPlaced")
 
 
@@ -489,30 +391,6 @@ def _writable(status: TrainingJobStatus) -> TrainingJobStatus:
         out.history = [*status.history[:-1], status.history[-1].model_copy()]
     out.restarts = status.restarts.model_copy()
     return out
-
-
-def _start_attempt(job: ObservedJob, status: TrainingJobStatus, offer: Placement, now: datetime,
-                   plan: JobPlan, group_rates: Mapping[str, float]) -> None:
-    """Record the new attempt (placement, history) before any of its pods exists."""
-    previous = status.history[-1] if status.history else None
-    status.attempt += 1
-    status.template_hash = job.shape or pod_shape(job.spec)
-    status.placement = record(offer, group_rates, job.spec.workers.global_batch_size)
-    status.attempt_start_time = now
-    status.not_before = None
-    resumed = status.last_checkpoint.step if status.last_checkpoint else None
-    status.history = [*status.history, AttemptRecord(
-        attempt=status.attempt, workers=offer.size, accelerator="+".join(offer.models()),
-        resumed_from_step=resumed, start_time=now)][-HISTORY:]
-    plan.create = [RankSlot(w.rank, w.node, w.group, w.model) for w in offer.workers]
-    where = f" from step {resumed}" if resumed is not None else ""
-    plan.events.append(Event("Normal", "GangPlaced", f"attempt {status.attempt}: {offer.size} workers on "
-                                                     f"{len(offer.cards_on())} nodes{where}"))
-    if previous is not None and previous.workers != offer.size:
-        target = job.spec.workers.size.desired or job.spec.workers.size.max
-        plan.events.append(Event("Normal", "Resized", f"attempt {status.attempt} runs {offer.size} workers "
-                                                      f"(attempt {previous.attempt}: {previous.workers}; "
-                                                      f"target {target})"))
 
 
 def _failure(job: ObservedJob, status: TrainingJobStatus, current: dict[int, ObservedPod],

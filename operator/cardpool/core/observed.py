@@ -109,7 +109,7 @@ class ObservedJob:
     """Of the observed object; a status write names it, so a decision made on a stale view fails."""
     checkpoints: tuple[ObservedCheckpoint, ...] = ()
     shape: str = ""
-    """Hash of the spec fields that shape its pods (core.lifecycle.pod_shape), computed once per version."""
+    """Hash of the spec fields that shape its pods (core.attempts.pod_shape), computed once per version."""
 
     @cached_property
     def key(self) -> str:  # read for every job many times a pass

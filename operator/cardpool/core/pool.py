@@ -20,9 +20,10 @@ from .candidates import needs_placement, request
 from .clock import Deadlines
 from .constraints import Taint, blocking, tolerations
 from .drain import Hold, Member, member_group, members
-from .lifecycle import MIGRATED, JobPlan, plan_job
+from .lifecycle import MIGRATED, plan_job
 from .migrations import HOUR, TARGET_TIMEOUT, active_target, decide_defrag
 from .observed import DrainRecord, ObservedBudget, ObservedJob, ObservedNode, ObservedPod, PodRefusal
+from .plan import JobPlan
 from .queue import NEVER, QueuePlan, queue_order, schedule
 from .sizing import resize
 from .snapshot import Allocation, Group, Node, Snapshot, Worker

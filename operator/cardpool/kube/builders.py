@@ -23,8 +23,9 @@ from cardpool.api.keys import (
     MANAGED_BY,
 )
 from cardpool.api.trainingjob import Framework, TrainingJobSpec, TrainingJobStatus
-from cardpool.core.lifecycle import RankSlot, pod_name, rank_nodes
+from cardpool.core.attempts import pod_name, rank_nodes
 from cardpool.core.observed import ObservedJob
+from cardpool.core.plan import RankSlot
 from cardpool.core.split import rank_shares
 
 # Communication library per vendor, a hint for mixed jobs and for generic launchers.

@@ -14,8 +14,8 @@ from cardpool.api.cardpool import CardPoolStatus
 from cardpool.api.conditions import set_condition
 from cardpool.api.keys import GROUP, VERSION
 from cardpool.api.trainingjob import TrainingJobStatus
-from cardpool.core.lifecycle import Verdict
 from cardpool.core.observed import ObservedJob
+from cardpool.core.plan import Verdict
 
 from . import refusals
 from .client import Kube

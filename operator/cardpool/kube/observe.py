@@ -22,8 +22,8 @@ from cardpool.api.keys import (
     MANAGED_BY,
 )
 from cardpool.api.trainingjob import TrainingJobSpec, TrainingJobStatus
+from cardpool.core.attempts import pod_shape
 from cardpool.core.drain import PodOnNode
-from cardpool.core.lifecycle import pod_shape
 from cardpool.core.observed import (
     DrainRecord,
     ObservedBudget,

@@ -28,9 +28,10 @@ from datetime import UTC, datetime, timedelta
 from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
 from cardpool.api.keys import TAINT_DRAIN
 from cardpool.api.trainingjob import Phase, TrainingJobSpec, TrainingJobStatus
+from cardpool.core.attempts import pod_name, pod_shape
 from cardpool.core.drain import DrainPlan, members, plan_drains
-from cardpool.core.lifecycle import JobPlan, pod_name, pod_shape
 from cardpool.core.observed import ObservedCheckpoint, ObservedJob, ObservedNode, ObservedPod, ObservedProgress
+from cardpool.core.plan import JobPlan
 from cardpool.core.pool import PlanMemo, reconcile_pool
 
 from .faults import Fault, FaultModel, faults
