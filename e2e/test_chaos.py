@@ -70,6 +70,20 @@ def watched(operator: Any) -> Iterator[Any]:
     assert logged.count("Traceback") <= 2, "the operator logged tracebacks over and over:\n" + logged[-6000:]
 
 
+def shows(operator: Any, offset: int, *fragments: str) -> None:
+    """The operator's log since `offset` shows the fault and the recovery: each fragment is there."""
+    logged = operator.log_since(offset)
+    missing = [f for f in fragments if f not in logged]
+    assert not missing, f"the operator's log does not show {missing}:\n{logged[-4000:]}"
+
+
+FAULT_SEEN = "retrying in"
+"""An informer's watch broke (connection refused, reset, timed out) and is retried."""
+RECOVERED = "working again after"
+"""The informer lists or watches again after its errors."""
+RESTARTED = ("started as operator", "operator is the leader")
+
+
 def report(scenario: str, **figures: Any) -> None:
     REPORT[scenario] = {k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items()}
 
@@ -84,6 +98,7 @@ def test_the_api_server_killed_at_three_points_while_jobs_are_submitted(
     start_workload(kube, namespace, pool)
     before = snapshot(kube, namespace)
     restarts = []
+    offset = watched.log_size()
     with Submitter(kube, namespace, pool, count=6, every=1.0) as late:
         for i, jitter in enumerate(random_points(SEED, 3, 0.0, 2.0)):
             # a fault at an arbitrary moment of the passes the submissions cause: after the i-th job went in
@@ -93,6 +108,7 @@ def test_the_api_server_killed_at_three_points_while_jobs_are_submitted(
             restarts.append(cluster.start("kube-apiserver"))
         wait_for("the six late jobs to be submitted", lambda: len(late.names) == 6, timeout=60)
     took = converged(kube, namespace, before, extra=late.names)
+    shows(watched, offset, FAULT_SEEN, RECOVERED)
     report("apiserver_sigkill_x3", converge_s=took, apiserver_restart_s=max(restarts), jobs=len(before.jobs) + 6)
 
 
@@ -106,6 +122,7 @@ def test_etcd_killed_and_restarted(kube: Kube, namespace: str, pool: str, cluste
         down = cluster.start("etcd")
         wait_for("the four late jobs to be submitted", lambda: len(late.names) == 4, timeout=120)
     took = converged(kube, namespace, before, extra=late.names)
+    # nothing to show: the API server's watch cache hides etcd's restart from its clients
     report("etcd_sigkill", converge_s=took, etcd_restart_s=down, jobs=len(before.jobs) + 4)
 
 
@@ -141,9 +158,11 @@ def test_the_operator_killed_during_a_500_pod_creation_burst(
     gangs = [submit(kube, namespace, pool, TORCH, **burst_gang(f"burst-{i}", 125)) for i in range(4)]
     created = wait_for("the burst's pods to be in creation", lambda: creating(kube, namespace, "burst-", 500),
                        timeout=120, interval=0.05)
+    offset = watched.log_size()
     watched.stop(sig=signal.SIGKILL)
     watched.start()
     took = converged(kube, namespace, before, timeout=300, extra=gangs)
+    shows(watched, offset, *RESTARTED)
     report("operator_sigkill_mid_burst", converge_s=took, pods_when_killed=created, burst_pods=500)
 
 
@@ -158,9 +177,11 @@ def test_the_operator_killed_during_a_drain(kube: Kube, namespace: str, pool: st
     faults.make_node_not_ready(kube.core, victim)
     try:
         wait_for(f"node {victim} to be drained", lambda: drained(kube, victim), timeout=90, interval=0.05)
+        offset = watched.log_size()
         watched.stop(sig=signal.SIGKILL)  # the drain recorded, its jobs' restarts in flight
         watched.start()
         took = converged(kube, namespace, before, consequences=dict.fromkeys(struck, 1))
+        shows(watched, offset, *RESTARTED)
     finally:
         faults.make_node_ready(kube.core, victim)
     report("operator_sigkill_mid_drain", converge_s=took, jobs_on_the_node=len(struck))
@@ -183,6 +204,7 @@ def test_a_paused_leader_writes_nothing_after_its_lease_passed_on(
         gang = submit(kube, namespace, pool, TORCH, **burst_gang("gang", 125))
         queued = wait_for("the gang's pods to be in creation", lambda: creating(kube, namespace, "gang", 125),
                           timeout=120, interval=0.05)
+        offset = watched.log_size()
         os.killpg(leader.pid, signal.SIGSTOP)
         paused = time.monotonic()
         try:
@@ -196,6 +218,7 @@ def test_a_paused_leader_writes_nothing_after_its_lease_passed_on(
         wait_for("the resumed replica to see it lost the lease",
                  lambda: "lost leadership to standby" in watched.log("operator"), timeout=30)
         took = converged(kube, namespace, before, extra=[gang])
+        shows(watched, offset, "lost leadership to standby", "leadership lost:")
         writes = zombie_writes(cluster, "operator", took_over)
     finally:
         watched.stop("standby")  # SIGTERM: it hands the lease back on the way out
@@ -237,6 +260,7 @@ def test_the_api_server_unreachable_for_60_s(kube: Kube, namespace: str, pool: s
     before = snapshot(kube, namespace)
     with Submitter(kube, namespace, pool, count=4, every=1.0) as late:
         wait_for("a late job to be submitted", lambda: late.names, timeout=60, interval=0.05)
+        offset = watched.log_size()
         cluster.pause("kube-apiserver")
         try:
             time.sleep(60)  # the fault itself: the API server answers nothing for a minute
@@ -244,6 +268,7 @@ def test_the_api_server_unreachable_for_60_s(kube: Kube, namespace: str, pool: s
             cluster.resume("kube-apiserver")
         wait_for("the four late jobs to be submitted", lambda: len(late.names) == 4, timeout=120)
     took = converged(kube, namespace, before, timeout=240, extra=late.names)
+    shows(watched, offset, "leadership lost:", "operator is the leader", FAULT_SEEN, RECOVERED)
     report("apiserver_sigstop_60s", converge_s=took, jobs=len(before.jobs) + 4)
 
 
@@ -272,13 +297,15 @@ def test_watches_that_go_silent_are_noticed_and_resumed(kube: Kube, namespace: s
     """Every connection of the operator goes silent at once, its watches among them (open, delivering nothing):
     jobs submitted afterwards still run, once the watches are dropped after CARDPOOL_WATCH_STALL_SECONDS
     without an event and resumed, and the requests on silent connections time out and are retried."""
-    _, proxy = proxied
+    operator, proxy = proxied
     start_workload(kube, namespace, pool)
     before = snapshot(kube, namespace)
+    offset = operator.log_size()
     silenced = proxy.stall()
     stalled = time.monotonic()
     with Submitter(kube, namespace, pool, count=4, every=0.5) as late:
         wait_for("the four late jobs to be submitted", lambda: len(late.names) == 4, timeout=60)
     converged(kube, namespace, before, timeout=120, extra=late.names)
     took = time.monotonic() - stalled
+    shows(operator, offset, "ReadTimeoutError", RECOVERED)
     report("stalled_watches", recover_s=took, connections_silenced=silenced, stall_timeout_s=STALL_S)

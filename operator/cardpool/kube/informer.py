@@ -67,6 +67,8 @@ class Informer(Generic[T]):
         self._last_event = 0.0
         self._resource_version: str | None = None  # where the next watch resumes; None: list first
         self._stopping = threading.Event()
+        self._failing_since: float | None = None
+        """time.monotonic() of the first error since the informer last worked (None: it works)."""
         self._response: Any = None  # the open list/watch response, so stop() can cut a blocking read
         self._response_lock = threading.Lock()  # never cut a connection already back in the shared pool
         self._thread: threading.Thread | None = None
@@ -142,15 +144,28 @@ class Informer(Generic[T]):
                     continue
                 log.warning("informer %s: API error %s %s; retrying in %.1fs", self.name, exc.status, exc.reason,
                             delay)
+                self._failing()
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
                 # connection refused/reset, read timeout, a line cut mid-JSON: resume where we were
                 if self._stopping.is_set():
                     break
                 log.warning("informer %s: %s: %s; retrying in %.1fs", self.name, type(exc).__name__, exc, delay)
+                self._failing()
             except Exception:
                 log.exception("informer %s: unexpected error; retrying in %.1fs", self.name, delay)
+                self._failing()
             self._stopping.wait(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, BACKOFF_MAX)
+
+    def _failing(self) -> None:
+        self._failing_since = self._failing_since or time.monotonic()
+
+    def _working(self) -> None:
+        """The log says when the informer works again after errors (the recovery from an API outage)."""
+        if self._failing_since is not None:
+            log.info("informer %s: working again after %.1fs of errors", self.name,
+                     time.monotonic() - self._failing_since)
+            self._failing_since = None
 
     def _request(self, **kwargs: Any) -> Any:
         response = self._list_fn(**self._selectors, **kwargs, _preload_content=False)
@@ -199,6 +214,7 @@ class Informer(Generic[T]):
             first = not self._synced
             self._synced = True
         log.info("informer %s: listed %d objects at resourceVersion %s", self.name, len(fresh), resource_version)
+        self._working()
         if changed or first:
             self._notify()
 
@@ -215,6 +231,8 @@ class Informer(Generic[T]):
             for line in _lines(response):
                 event = json.loads(line)
                 self._apply(event.get("type", ""), event.get("object") or {})
+                if not delivered:
+                    self._working()
                 delivered = True
                 if self._stopping.is_set():
                     break
