@@ -14,13 +14,15 @@ admits (its nodeSelector, required node affinity and tolerations, core.constrain
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from .constraints import TOLERATIONS
 from .fragmentation import GroupFragmentation, fragmentation
 from .placement import Ledger, Placement, place, throughputs
-from .quota import QueueAdmission
+from .quota import QueueAdmission, Tally
 from .snapshot import JobRequest, Snapshot
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -66,31 +68,18 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
     reservation: Placement | None = None
     empty: Ledger | None = None  # the pool as if every pod had left, to tell "later" from "never"
     tally = admission.tally() if admission is not None else None
-    order = queue_order(snapshot.pending, first)
-    if tally is not None:  # stable: submission order within a share
-        order.sort(key=lambda j: (j.key != first, -j.priority, tally.share(j.key)))
-    for job in order:
+    for job in _fair(queue_order(snapshot.pending, first), first, tally):
         if job.key == first:
             # the size the moves made room for: taking more would take the places found for the moved jobs,
             # which would then wait, and move it back (it grows later like any elastic job)
             job = replace(job, desired_workers=job.min_workers)
-        if tally is not None:  # placed only on the models its queue allows it at its minimum size
-            models, refusal = tally.allowed(job.key, job.accelerators, job.min_workers * job.cards_per_worker)
-            if refusal is not None:
-                waiting.append(Waiting(job.key, refusal.reason, refusal.message))
+        if tally is None:
+            placement = place(job, ledger, rates)
+        else:
+            placement, refused, job = _place_within_quota(job, ledger, rates, tally)
+            if refused is not None:
+                waiting.append(refused)
                 continue
-            if models != job.accelerators:
-                job = replace(job, accelerators=models)
-            rooms = [tally.room(job.key, m) for m in models]
-            if None not in rooms and max(rooms) // job.cards_per_worker < job.max_workers:  # an elastic job fits
-                top = max(rooms) // job.cards_per_worker // job.unit * job.unit           # its quota smaller
-                job = replace(job, max_workers=max(top, job.min_workers),
-                              desired_workers=min(job.desired_workers or top, max(top, job.min_workers)))
-        placement = place(job, ledger, rates)
-        if placement is not None and tally is not None and (
-                refusal := tally.refuses(job.key, placement.cards_by_model())) is not None:
-            waiting.append(Waiting(job.key, refusal.reason, refusal.message))  # e.g. a larger size, or Mixed
-            continue
         if placement is not None:
             ledger.commit(placement)
             admitted.append(placement)
@@ -115,6 +104,64 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
             waiting.append(Waiting(job.key, "NoCapacity", f"needs {need}"))
     return QueuePlan(tuple(admitted), tuple(waiting), reservation,
                      fragmentation(snapshot, {n: ledger.free[n] for n in ledger.free}))
+
+
+def _fair(order: list[JobRequest], first: str | None, tally: Tally | None) -> Iterator[JobRequest]:
+    """`order` (queue order) with tenant queues: within a priority, the next job is the head of the queue holding
+    the least surplus for its weight now (after this pass's admissions so far), submission order within a
+    queue and between equal shares; jobs without a queue count as holding none."""
+    if tally is None:
+        yield from order
+        return
+    start = 0
+    while start < len(order):
+        level = (order[start].key != first, -order[start].priority)
+        end = start
+        lanes: dict[str | None, deque[JobRequest]] = {}
+        while end < len(order) and (order[end].key != first, -order[end].priority) == level:
+            lanes.setdefault(tally.queue(order[end].key), deque()).append(order[end])
+            end += 1
+        while lanes:
+            lane = min(lanes, key=lambda q: (tally.share_of(q), lanes[q][0].submitted or _EPOCH, lanes[q][0].key))
+            yield lanes[lane].popleft()
+            if not lanes[lane]:
+                del lanes[lane]
+        start = end
+
+
+def _place_within_quota(job: JobRequest, ledger: Ledger, rates: dict[str, float],
+                        tally: Tally) -> tuple[Placement | None, Waiting | None, JobRequest]:
+    """(placement, None, job) where the job's queue allows it; (None, why, job) when its queue allows it on
+    none of its models; (None, None, job) when the quota allows it but nothing fits now (`job` then as the
+    reservation should see it: on the models its queue allows). An elastic job is sized to what its quota
+    allows; a placement the quota refuses (larger on a model with less room) is tried one model at a time."""
+    models, refusal = tally.allowed(job.key, job.accelerators, job.min_workers * job.cards_per_worker)
+    if refusal is not None:
+        return None, Waiting(job.key, refusal.reason, refusal.message), job
+    if models != job.accelerators:
+        job = replace(job, accelerators=models)
+    placement = place(_capped(job, tally), ledger, rates)
+    if placement is None or tally.refuses(job.key, placement.cards_by_model()) is None:
+        return placement, None, job
+    for model in models:
+        one = place(_capped(replace(job, accelerators=(model,)), tally), ledger, rates)
+        if one is not None and tally.refuses(job.key, one.cards_by_model()) is None:
+            return one, None, job
+    refusal = tally.refuses(job.key, placement.cards_by_model())
+    return None, Waiting(job.key, refusal.reason, refusal.message), job
+
+
+def _capped(job: JobRequest, tally: Tally) -> JobRequest:
+    """The job at most as large as its queue's room on its models allows (the roomiest; unchanged when one of
+    them is not limited)."""
+    rooms = [tally.room(job.key, m) for m in job.accelerators]
+    if None in rooms or not rooms:
+        return job
+    top = max(rooms) // job.cards_per_worker // job.unit * job.unit
+    if top >= job.max_workers:
+        return job
+    top = max(top, job.min_workers)
+    return replace(job, max_workers=top, desired_workers=min(job.desired_workers or top, top))
 
 
 def _reserve(job: JobRequest, ledger: Ledger, rates: dict[str, float]) -> Placement | None:

@@ -10,10 +10,12 @@ ancestor, the usage it would bring stays within the cap and within guarantee + b
 cards exist is the placement's question, asked next: quota is a promise, not capacity.
 
 Reclaim. A queue that waits while below its guarantee takes cards back from queues above theirs (borrowers):
-the claimant must end within its guarantee, and victims come only from queues borrowing that model, so a victim
-can never take the cards back in turn (the claimant is not borrowing): no loops. Victims are tried elastic
-first (shrinking within their bounds frees cards without a stop), then by least work lost since their
-checkpoint, lowest priority, most recently started; a job within its minimum runtime is never a victim.
+the claimant must end within its own guarantee, and victims come only from queues borrowing that model (each
+keeps at least its own guarantee), so a victim can never take the cards back in turn (the claimant is not
+borrowing): no loops. Guarantees are compared queue by queue; an ancestor's guarantee does not enter reclaim.
+Victims are tried elastic first (shrinking within their bounds frees cards without a stop), then by least work
+lost since their checkpoint, lowest priority, most recently started; a job within its minimum runtime is never
+a victim.
 """
 
 from __future__ import annotations
@@ -123,11 +125,13 @@ class Quotas:
         return limit is not None and usage.get(queue, {}).get(model, 0) + cards <= limit.guaranteed
 
     def share(self, usage: Usage, queue: str) -> float:
-        """What the queue holds beyond its guarantees, over its weight (its largest such share over the models):
-        surplus goes to the queue with the smallest share first."""
+        """How far the queue is above its guarantees, over its weight (its largest such figure over its models;
+        negative while it is below them all): cards go to the queue with the smallest share first, so a
+        queue below its guarantee before any queue above its own."""
         q = self.queues[queue]
         held = usage.get(queue, {})
-        over = [max(cards - q.limits.get(m, Limit()).guaranteed, 0) for m, cards in held.items()]
+        over = [held.get(m, 0) - limit.guaranteed for m, limit in q.limits.items()]
+        over += [cards for m, cards in held.items() if m not in q.limits]
         return max(over, default=0) / q.weight
 
     def fair_order(self, waiting: Iterable[tuple[str, str]], usage: Usage) -> list[str]:
@@ -213,12 +217,13 @@ class Tally:
 
     def __init__(self, admission: QueueAdmission, usage: dict[str, dict[str, int]]):
         self.admission, self.usage = admission, usage
-        self._shares = {q: admission.quotas.share(usage, q) for q in admission.quotas.queues}
 
-    def share(self, job: str) -> float:
-        """The share of the job's queue as the pass began (0 for a job without a queue)."""
-        queue = self.admission.queue_of.get(job)
-        return self._shares.get(queue, 0.0) if queue is not None else 0.0
+    def queue(self, job: str) -> str | None:
+        return self.admission.queue_of.get(job)
+
+    def share_of(self, queue: str | None) -> float:
+        """The queue's share now (see Quotas.share); 0 for jobs without a queue."""
+        return self.admission.quotas.share(self.usage, queue) if queue is not None else 0.0
 
     def refuses(self, job: str, cards_by_model: Mapping[str, int]) -> Refusal | None:
         """Why the job's queue does not allow these cards (None: it does, or the job has no queue)."""
