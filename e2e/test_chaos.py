@@ -23,7 +23,7 @@ from kubernetes import client
 
 from cardpool.api.keys import LABEL_JOB
 from chaos import CALL, Submitter, converged, random_points, snapshot, start_workload
-from jobs import HEALTH, TORCH, drained, make_pool, submit
+from jobs import HEALTH, TORCH, drained, make_pool, returned, submit
 from localkube import faults
 from localkube import fleet as fleets
 from localkube.cluster import Cluster
@@ -51,6 +51,14 @@ def cluster(kube: Kube) -> Iterator[Cluster]:
     if REPORT:
         path.write_text(json.dumps(REPORT, indent=1) + "\n")
         print(f"\nchaos report ({path}):\n{json.dumps(REPORT)}")
+
+
+@pytest.fixture(autouse=True)
+def healed(cluster: Cluster) -> Iterator[None]:
+    """Whatever a test did to the control plane, the next test (of this suite or another) finds it whole."""
+    yield
+    started = cluster.heal()
+    assert not started, f"the test left {started} stopped; restarted them"
 
 
 @pytest.fixture
@@ -127,11 +135,23 @@ def test_etcd_killed_and_restarted(kube: Kube, namespace: str, pool: str, cluste
 
 
 @pytest.fixture
-def burst_nodes(kube: Kube) -> Iterator[list[str]]:
+def burst_nodes(kube: Kube, namespace: str) -> Iterator[list[str]]:
     names = [n["metadata"]["name"] for n in BURST.node_objects()]
     kube.run("delete", "node", "--ignore-not-found", "--wait=true", "--timeout=60s", *names)  # an earlier run's
     fleets.apply(kube.core, BURST, prune=False)
     yield names
+    # the jobs' pods go while their nodes still run them (a deleted node leaves its pods to the garbage collector)
+    kube.run("delete", "trainingjobs.cardpool.io", "--all", "-n", namespace, "--wait=false")
+    on_burst = set(names)
+
+    def gone() -> bool:
+        left = [p.metadata.name for p in kube.core.list_namespaced_pod(namespace, **CALL).items
+                if p.spec.node_name in on_burst]
+        if left:
+            raise NotYet(f"{len(left)} pods left on the burst nodes, e.g. {left[0]}")
+        return True
+
+    wait_for("the pods on the burst nodes to be gone", gone, timeout=180)
     kube.run("delete", "node", "--ignore-not-found", "--wait=true", "--timeout=120s", *names)
 
 
@@ -184,6 +204,7 @@ def test_the_operator_killed_during_a_drain(kube: Kube, namespace: str, pool: st
         shows(watched, offset, *RESTARTED)
     finally:
         faults.make_node_ready(kube.core, victim)
+        wait_for(f"node {victim} to be returned after its probation", lambda: returned(kube, victim), timeout=90)
     report("operator_sigkill_mid_drain", converge_s=took, jobs_on_the_node=len(struck))
 
 
@@ -196,6 +217,7 @@ def test_a_paused_leader_writes_nothing_after_its_lease_passed_on(
     watched.stop()
     watched.start(env=SLOW_CLIENT)
     leader = watched.table.get("operator")
+    wait_for("the first replica to lead", lambda: holder(kube)[0] == "operator", timeout=30)
     watched.start("standby", health_port=watched.health_port + 1)
     try:
         start_workload(kube, namespace, pool)
@@ -216,7 +238,7 @@ def test_a_paused_leader_writes_nothing_after_its_lease_passed_on(
         paused_s = time.monotonic() - paused
         # the woken replica's elector finds the lease taken: from then on it surely writes nothing
         wait_for("the resumed replica to see it lost the lease",
-                 lambda: "lost leadership to standby" in watched.log("operator"), timeout=30)
+                 lambda: "lost leadership to standby" in watched.log_since(offset), timeout=30)
         took = converged(kube, namespace, before, extra=[gang])
         shows(watched, offset, "lost leadership to standby", "leadership lost:")
         writes = zombie_writes(cluster, "operator", took_over)
@@ -225,8 +247,11 @@ def test_a_paused_leader_writes_nothing_after_its_lease_passed_on(
         watched.stop()
         watched.start()
     wait_for("the first replica to lead again", lambda: holder(kube)[0] == "operator", timeout=30)
+    gap = last_write_gap(cluster, "operator", took_over)
     report("paused_leader", zombie_writes=len(writes), paused_s=paused_s, converge_s=took,
-           gang_pods_when_paused=queued, last_write_before_takeover_s=last_write_gap(cluster, "operator", took_over))
+           gang_pods_when_paused=queued, last_write_before_takeover_s=gap)
+    # the audit log does see this replica's writes (it made the gang's first pods): zero after is a finding
+    assert gap is not None, f"no write of replica 'operator' in {cluster.audit_log}: the measurement is blind"
     assert not writes, f"the paused leader wrote after losing the lease: {writes[:5]}"
 
 
@@ -307,5 +332,8 @@ def test_watches_that_go_silent_are_noticed_and_resumed(kube: Kube, namespace: s
         wait_for("the four late jobs to be submitted", lambda: len(late.names) == 4, timeout=60)
     converged(kube, namespace, before, timeout=120, extra=late.names)
     took = time.monotonic() - stalled
+    assert silenced > 0, "no connection of the operator went through the proxy"
+    # the new jobs could only be seen once the silent watches were dropped: not before the stall timeout
+    assert took >= STALL_S, f"converged {took:.1f}s after the stall, before any watch could time out"
     shows(operator, offset, "ReadTimeoutError", RECOVERED)
     report("stalled_watches", recover_s=took, connections_silenced=silenced, stall_timeout_s=STALL_S)

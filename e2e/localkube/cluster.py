@@ -139,6 +139,19 @@ class Cluster:
         self._wait_healthy(name, self.processes.start(name, args))
         return time.monotonic() - started
 
+    def heal(self) -> list[str]:
+        """After a chaos test, whatever happened in it: every control-plane process running and not stopped.
+        Returns the ones it had to start."""
+        started = []
+        for name in CONTROL_PLANE:
+            entry = self.processes.get(name)
+            if entry is not None and entry.alive():
+                os.kill(entry.pid, signal.SIGCONT)  # a no-op unless it was left stopped
+            else:
+                self.start(name)
+                started.append(name)
+        return started
+
     def pause(self, name: str) -> None:
         """SIGSTOP: the process keeps its sockets open and answers nothing (a hung server, not a dead one)."""
         self._signal(name, signal.SIGSTOP)

@@ -49,8 +49,12 @@ class StallingProxy:
         while not self._closed.is_set():
             try:
                 client, _ = self._listener.accept()
+            except OSError:
+                continue
+            try:
                 upstream = socket.create_connection((self.host, self.upstream_port), timeout=10)
             except OSError:
+                client.close()
                 continue
             upstream.settimeout(None)
             link = _Link(client, upstream)

@@ -420,7 +420,7 @@ class Transition:
     status: dict
     pods: list = field(default_factory=list)
     given: dict = field(default_factory=dict)
-    """plan_job's other inputs: offer, waiting, faulty_nodes, migrate, refusal."""
+    """plan_job's other inputs: offer, waiting, faulty_nodes, grow_to, migrate, refusal."""
     spec: dict = field(default_factory=dict)
     phase: str = ""
     reason: str = ""
@@ -431,6 +431,8 @@ class Transition:
 
 ALL_RUNNING = [(1, r, "Running") for r in range(4)]
 LONG_AGO = (NOW - timedelta(hours=2)).isoformat()
+JUST_NOW = (NOW - timedelta(seconds=10)).isoformat()
+ELASTIC = SPEC.workers.model_copy(update={"size": SPEC.workers.size.model_copy(update={"min": 2, "max": 8})})
 TRANSITIONS = [  # (the phase's check that decides, in the order core.lifecycle.PHASES, BETWEEN and LIVE try them)
     # between attempts
     Transition("a new job waits with the queue's reason", {}, given={"waiting": Waiting("ns/job", "Reserved", "")},
@@ -441,6 +443,10 @@ TRANSITIONS = [  # (the phase's check that decides, in the order core.lifecycle.
     Transition("pods of an earlier attempt go before the next is placed", {"phase": "Restarting", "attempt": 1},
                pods=[(1, 0, "Running")], given={"offer": OFFER}, phase="Restarting", reason="WaitingForPods",
                deletes=1),
+    Transition("after a planned stop the next attempt waits for the graceful save",
+               {"phase": "Restarting", "attempt": 1, "history": [
+                   {"attempt": 1, "workers": 4, "startTime": LONG_AGO, "endTime": JUST_NOW, "endReason": "GrowTo6",
+                    "planned": True}]}, given={"offer": OFFER}, phase="Restarting", reason="WaitingForCheckpoint"),
     Transition("a spec the API server refuses places nothing", {}, given={"offer": OFFER, "refusal": "REFUSED"},
                phase="Queued", reason="InvalidPodTemplate"),
     Transition("a resumed job leaves Suspended for the queue", {"phase": "Suspended"}, phase="Queued",
@@ -459,6 +465,9 @@ TRANSITIONS = [  # (the phase's check that decides, in the order core.lifecycle.
                pods=[(1, 0, "Running")], phase="Queued", reason="GangStartTimeout", deletes=1),
     Transition("defragmentation moves a running job", started(phase="Running"), pods=ALL_RUNNING,
                given={"migrate": "room for ns/big"}, phase="Restarting", reason="Migrating", deletes=4),
+    Transition("room to grow that stayed free long enough: a planned stop, restarted larger",
+               started(phase="Running", largerSizeSince=LONG_AGO), pods=ALL_RUNNING, given={"grow_to": 6},
+               spec={"workers": ELASTIC}, phase="Restarting", reason="Growing", deletes=4),
     Transition("missing ranks are created on their recorded nodes", started(), pods=[(1, 0, "Running")],
                phase="Starting", reason="Starting", creates=3),
     Transition("all ranks running: Running", started(), pods=ALL_RUNNING, phase="Running", reason="Running"),

@@ -69,6 +69,7 @@ class Informer(Generic[T]):
         self._stopping = threading.Event()
         self._failing_since: float | None = None
         """time.monotonic() of the first error since the informer last worked (None: it works)."""
+        self._delay = BACKOFF_FIRST
         self._response: Any = None  # the open list/watch response, so stop() can cut a blocking read
         self._response_lock = threading.Lock()  # never cut a connection already back in the shared pool
         self._thread: threading.Thread | None = None
@@ -123,13 +124,13 @@ class Informer(Generic[T]):
     # -- the thread -------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = BACKOFF_FIRST
+        self._delay = BACKOFF_FIRST
         while not self._stopping.is_set():
             try:
                 if self._resource_version is None:
                     self._relist()
                 if self._watch():
-                    delay = BACKOFF_FIRST
+                    self._delay = BACKOFF_FIRST
                     continue
                 # closed at once without a single event or bookmark: no hot loop if the server keeps doing that
             except _Gone:
@@ -143,19 +144,19 @@ class Informer(Generic[T]):
                     self._resource_version = None
                     continue
                 log.warning("informer %s: API error %s %s; retrying in %.1fs", self.name, exc.status, exc.reason,
-                            delay)
+                            self._delay)
                 self._failing()
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
                 # connection refused/reset, read timeout, a line cut mid-JSON: resume where we were
                 if self._stopping.is_set():
                     break
-                log.warning("informer %s: %s: %s; retrying in %.1fs", self.name, type(exc).__name__, exc, delay)
+                log.warning("informer %s: %s: %s; retrying in %.1fs", self.name, type(exc).__name__, exc, self._delay)
                 self._failing()
             except Exception:
-                log.exception("informer %s: unexpected error; retrying in %.1fs", self.name, delay)
+                log.exception("informer %s: unexpected error; retrying in %.1fs", self.name, self._delay)
                 self._failing()
-            self._stopping.wait(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, BACKOFF_MAX)
+            self._stopping.wait(self._delay * random.uniform(0.8, 1.2))
+            self._delay = min(self._delay * 2, BACKOFF_MAX)
 
     def _failing(self) -> None:
         self._failing_since = self._failing_since or time.monotonic()
@@ -231,8 +232,9 @@ class Informer(Generic[T]):
             for line in _lines(response):
                 event = json.loads(line)
                 self._apply(event.get("type", ""), event.get("object") or {})
-                if not delivered:
+                if not delivered:  # this connection works: a later error starts the backoff over
                     self._working()
+                    self._delay = BACKOFF_FIRST
                 delivered = True
                 if self._stopping.is_set():
                     break

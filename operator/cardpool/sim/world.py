@@ -137,6 +137,11 @@ class Changes(dict):
         out, self.changed = self.changed, set()
         return out
 
+    def _unrecorded(self, *_: object, **__: object):
+        raise TypeError("Changes records only [] assignment and del: a change made otherwise would be missed")
+
+    pop = popitem = update = setdefault = clear = __ior__ = _unrecorded
+
 
 @dataclass
 class Sample:
