@@ -293,7 +293,8 @@ def test_the_api_server_unreachable_for_60_s(kube: Kube, namespace: str, pool: s
             cluster.resume("kube-apiserver")
         wait_for("the four late jobs to be submitted", lambda: len(late.names) == 4, timeout=120)
     took = converged(kube, namespace, before, timeout=240, extra=late.names)
-    shows(watched, offset, "leadership lost:", "operator is the leader", FAULT_SEEN, RECOVERED)
+    # (the informers' watches may ride the outage out inside urllib3's retries, so they need not log anything)
+    shows(watched, offset, "leader election round failed", "leadership lost:", "operator is the leader")
     report("apiserver_sigstop_60s", converge_s=took, jobs=len(before.jobs) + 4)
 
 
