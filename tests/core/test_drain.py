@@ -33,10 +33,18 @@ def drained(reason: str = "NodeNotReady", healthy_for: float | None = None, cord
 
 
 NOT_READY = {"Ready": "False"}
+UNKNOWN = {"Ready": "Unknown"}
 SCENARIOS = [
     # (name, nodes of the h800 group, expected actions (node, kind), held nodes)
     ("healthy nodes are left alone", [node(i) for i in range(8)], [], []),
     ("a NotReady node is drained", [node(0, NOT_READY)] + [node(i) for i in range(1, 8)], [("h800-0", "Drain")], []),
+    ("more than half of the pool losing contact at once is a disruption, not faults: nothing is drained",
+     [node(i, UNKNOWN) for i in range(5)] + [node(i) for i in range(5, 8)], [], []),
+    ("half of it or less losing contact are faults (within the drain cap)",
+     [node(0, UNKNOWN), node(1, UNKNOWN)] + [node(i) for i in range(2, 8)], [("h800-0", "Drain"), ("h800-1", "Drain")],
+     []),
+    ("a node whose kubelet reports NotReady during a disruption is still a fault",
+     [node(i, UNKNOWN) for i in range(5)] + [node(5, NOT_READY), node(6), node(7)], [("h800-5", "Drain")], []),
     ("a card fault drains the node", [node(3, cards=7)] + [node(i) for i in range(3)], [("h800-3", "Drain")], []),
     ("a node whose device plugin has not reported yet is not a fault",
      [ObservedNode("h800-0", H800, {}, {}, READY)] + [node(i) for i in range(1, 4)], [], []),

@@ -137,3 +137,16 @@ def test_group_figures_count_a_running_job_other_pods_and_an_unhealthy_node() ->
     assert (h800.nodes, h800.cards, h800.healthy_cards, h800.unhealthy_cards) == (4, 32, 24, 8)
     assert (h800.allocated_cards, h800.other_cards, h800.free_cards) == (16, 3, 5)
     assert (status.cards, status.free_cards, status.unhealthy_cards) == (32, 5, 8)
+
+
+def test_nodes_that_lose_contact_together_restart_nothing_but_one_alone_is_a_fault() -> None:
+    """After an API server outage kube-controller-manager marks every node Unknown for a moment: with most of
+    the pool Unknown at once, the running job stays; one Unknown node among healthy ones restarts it."""
+    running = job(started(phase="Running"), pods=[(1, r, "Running") for r in range(4)])
+    unknown = {"Ready": "Unknown"}
+    together = [replace(n, conditions=unknown) if i < 3 else n for i, n in enumerate(NODES)]
+    alone = [replace(n, conditions=unknown) if i == 1 else n for i, n in enumerate(NODES)]
+    held = reconcile_pool(POOL, 1, None, together, [running], NOW).jobs[0]
+    assert held.status.phase == Phase.RUNNING and not held.delete
+    faulted = reconcile_pool(POOL, 1, None, alone, [running], NOW).jobs[0]
+    assert faulted.status.phase == Phase.RESTARTING and faulted.status.last_failure.reason == "NodeUnknown"

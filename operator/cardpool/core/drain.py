@@ -26,6 +26,8 @@ from .health import NodeHealth, classify
 from .observed import DrainRecord, ObservedNode
 
 REQUESTED = "DrainRequested"
+UNKNOWN = "NodeUnknown"
+DISRUPTED = "Disrupted"
 
 
 def member_group(spec: CardPoolSpec, labels: dict[str, str]) -> NodeGroup | None:
@@ -44,12 +46,22 @@ class Member:
 
 
 def members(spec: CardPoolSpec, nodes: list[ObservedNode]) -> list[Member]:
-    """The pool's nodes, by name."""
+    """The pool's nodes, by name. When more than half of them (two at least) have lost contact at once
+    (Ready Unknown), that is the control plane or the network failing, not the machines (after an API server
+    outage longer than the node monitor grace period, kube-controller-manager marks every node Unknown until
+    their kubelets report again): those nodes are held as Disrupted (healthy, not schedulable), so no job
+    restarts and no node is drained for it, as kube-controller-manager's own full-disruption mode evicts
+    nothing."""
     out = []
     for node in sorted(nodes, key=lambda n: n.name):
         if (group := member_group(spec, node.labels)) is not None:
             out.append(Member(node, group, classify(node, group.accelerator.resource,
                                                     group.accelerator.cards_per_node, spec.health)))
+    lost = [m for m in out if m.health.reason == UNKNOWN]
+    if len(lost) >= 2 and 2 * len(lost) > len(out):
+        held = NodeHealth(True, False, DISRUPTED, f"{len(lost)} of the pool's {len(out)} nodes lost contact at "
+                                                  f"once: held as a control-plane or network disruption")
+        out = [Member(m.node, m.group, held) if m.health.reason == UNKNOWN else m for m in out]
     return out
 
 

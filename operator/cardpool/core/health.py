@@ -22,8 +22,8 @@ class NodeHealth:
     healthy: bool
     schedulable: bool
     reason: str
-    """A fault (see FAULTS), or Healthy, Cordoned, NoCards (not reported yet), Draining (cardpool's drain) or
-    Probation."""
+    """A fault (see FAULTS), or Healthy, Cordoned, NoCards (not reported yet), Draining (cardpool's drain),
+    Probation, or Disrupted (lost contact together with most of its pool: see core.drain.members)."""
     message: str = ""
 
 
