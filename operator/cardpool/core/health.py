@@ -11,10 +11,12 @@ from cardpool.api.cardpool import HealthPolicy
 
 from .observed import ObservedNode
 
-ALWAYS_FAULT_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+NODE_STATE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+"""The taints kube-controller-manager puts on a node that is not Ready (Ready False or Unknown)."""
 FAULTS = ("NodeNotReady", "NodeUnknown", "NodeCondition", "NodeTaint", "CardFault", "NodeMissing", "DrainRequested")
 LOST = ("NodeNotReady", "NodeUnknown", "NodeMissing")
 """Faults whose kubelet may never confirm a pod's end: its pods' deletion is not waited for."""
+RECOVERING = "Recovering"
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +25,8 @@ class NodeHealth:
     schedulable: bool
     reason: str
     """A fault (see FAULTS), or Healthy, Cordoned, NoCards (not reported yet), Draining (cardpool's drain),
-    Probation, or Disrupted (lost contact together with most of its pool: see core.drain.members)."""
+    Probation, Recovering (Ready again, kube-controller-manager's not-ready/unreachable taint not lifted yet) or
+    Disrupted (lost contact together with most of its pool: see core.drain.members)."""
     message: str = ""
 
 
@@ -40,10 +43,14 @@ def classify(node: ObservedNode, resource: str, cards_per_node: int, policy: Hea
     for type_ in policy.fault_conditions:
         if node.conditions.get(type_) == "True":
             return NodeHealth(False, False, "NodeCondition", f"node {node.name} has condition {type_}=True")
-    fault_taints = set(ALWAYS_FAULT_TAINTS) | set(policy.fault_taints)
     for key, effect, _value in node.taints:
-        if key in fault_taints and (effect == "NoExecute" or key in policy.fault_taints):
+        if key in policy.fault_taints:
             return NodeHealth(False, False, "NodeTaint", f"node {node.name} is tainted {key}:{effect}")
+    for key, effect, _value in node.taints:
+        if key in NODE_STATE_TAINTS and effect == "NoExecute":
+            # Ready again, its not-ready/unreachable taint not lifted yet by kube-controller-manager (its next
+            # monitor period): the kubelet reports, so its workers are not lost; no new ones until it is lifted
+            return NodeHealth(True, False, RECOVERING, f"node {node.name} is Ready again; {key} not lifted yet")
     if resource not in node.capacity:  # a new node, or a restarting kubelet: its device plugin is not in yet
         return NodeHealth(True, False, "NoCards", f"node {node.name} does not report {resource} yet")
     capacity = node.capacity[resource]
