@@ -64,7 +64,6 @@ bench: deps venv binaries
 	$(PY) -m cardpool.bench planner
 	$(PY) -m cardpool.bench pass
 	$(PY) -m cardpool.bench goodput
-	$(PY) -m cardpool.bench simspeed
 	$(PY) -m clusterbench start
 	$(PY) -m clusterbench recovery
 	$(PY) -m cardpool.bench defrag

@@ -163,14 +163,13 @@ def no_orphans(kube: Kube, namespace: str) -> None:
     """Every pod, Service and ConfigMap cardpool made belongs to a job that exists, and pods to its current
     attempt."""
     attempts = {b["metadata"]["name"]: (b.get("status") or {}).get("attempt") for b in jobs_of(kube, namespace)}
-    selector = f"{LABEL_JOB}"
-    for pod in kube.core.list_namespaced_pod(namespace, label_selector=selector, **CALL).items:
+    for pod in kube.core.list_namespaced_pod(namespace, label_selector=LABEL_JOB, **CALL).items:
         job = pod.metadata.labels[LABEL_JOB]
         assert job in attempts, f"pod {pod.metadata.name} of a job that does not exist"
         assert pod.metadata.labels[LABEL_ATTEMPT] == str(attempts[job]), (
             f"pod {pod.metadata.name} of attempt {pod.metadata.labels[LABEL_ATTEMPT]}, job at {attempts[job]}")
-    for kind, items in (("Service", kube.core.list_namespaced_service(namespace, label_selector=selector, **CALL)),
-                        ("ConfigMap", kube.core.list_namespaced_config_map(namespace, label_selector=selector,
+    for kind, items in (("Service", kube.core.list_namespaced_service(namespace, label_selector=LABEL_JOB, **CALL)),
+                        ("ConfigMap", kube.core.list_namespaced_config_map(namespace, label_selector=LABEL_JOB,
                                                                            **CALL))):
         for obj in items.items:
             assert obj.metadata.labels[LABEL_JOB] in attempts, f"{kind} {obj.metadata.name} of no job"

@@ -46,8 +46,9 @@ REPORT: dict[str, Any] = {}
 def cluster(kube: Kube) -> Iterator[Cluster]:
     if os.environ.get("CARDPOOL_KUBECONFIG"):
         pytest.skip("the chaos suite stops and kills the local cluster's processes: not on an existing cluster")
-    yield Cluster()
-    path = Path(os.environ.get("CARDPOOL_CHAOS_REPORT") or Cluster().state_dir / "chaos-report.json")
+    local = Cluster()
+    yield local
+    path = Path(os.environ.get("CARDPOOL_CHAOS_REPORT") or local.state_dir / "chaos-report.json")
     if REPORT:
         path.write_text(json.dumps(REPORT, indent=1) + "\n")
         print(f"\nchaos report ({path}):\n{json.dumps(REPORT)}")

@@ -146,7 +146,7 @@ class Cluster:
         for name in CONTROL_PLANE:
             entry = self.processes.get(name)
             if entry is not None and entry.alive():
-                os.kill(entry.pid, signal.SIGCONT)  # a no-op unless it was left stopped
+                self.resume(name)  # a no-op unless it was left stopped
             else:
                 self.start(name)
                 started.append(name)

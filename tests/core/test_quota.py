@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cardpool.core.queue import schedule
+from cardpool.core.queue import fair_order, queue_order, schedule
 from cardpool.core.quota import Candidate, Limit, QueueAdmission, Quotas, TenantQueue, reclaim
 
 from .fleet import job as request
@@ -60,7 +60,9 @@ def test_surplus_goes_to_the_queue_with_the_smallest_share_by_weight() -> None:
     assert ORG.share(held, "team-a") == 8 and ORG.share(held, "team-b") == 4
     assert ORG.share(usage(team_a=8), "team-a") == -8
     waiting = [("ns/a1", "team-a"), ("ns/b1", "team-b"), ("ns/a2", "team-a"), ("ns/b2", "team-b")]
-    assert ORG.fair_order(waiting, held) == ["ns/b1", "ns/b2", "ns/a1", "ns/a2"]
+    admission = QueueAdmission(ORG, dict(waiting), {"team-a": {H: 24}, "team-b": {H: 28}})
+    order = queue_order([request(key, 1, minute=i) for i, (key, _) in enumerate(waiting)])
+    assert [j.key for j in fair_order(order, None, admission.tally())] == ["ns/b1", "ns/b2", "ns/a1", "ns/a2"]
 
 
 @pytest.mark.parametrize(("queues", "error"), [

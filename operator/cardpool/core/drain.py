@@ -22,12 +22,10 @@ from datetime import datetime, timedelta
 from cardpool.api.cardpool import CardPoolSpec, HealthPolicy, NodeGroup
 
 from .clock import Deadlines
-from .health import NodeHealth, classify
+from .health import DISRUPTED, NODE_UNKNOWN, NodeHealth, classify
 from .observed import DrainRecord, ObservedNode
 
 REQUESTED = "DrainRequested"
-UNKNOWN = "NodeUnknown"
-DISRUPTED = "Disrupted"
 
 
 def member_group(spec: CardPoolSpec, labels: dict[str, str]) -> NodeGroup | None:
@@ -57,11 +55,11 @@ def members(spec: CardPoolSpec, nodes: list[ObservedNode]) -> list[Member]:
         if (group := member_group(spec, node.labels)) is not None:
             out.append(Member(node, group, classify(node, group.accelerator.resource,
                                                     group.accelerator.cards_per_node, spec.health)))
-    lost = [m for m in out if m.health.reason == UNKNOWN]
+    lost = [m for m in out if m.health.reason == NODE_UNKNOWN]
     if len(lost) >= 2 and 2 * len(lost) > len(out):
         held = NodeHealth(True, False, DISRUPTED, f"{len(lost)} of the pool's {len(out)} nodes lost contact at "
                                                   f"once: held as a control-plane or network disruption")
-        out = [Member(m.node, m.group, held) if m.health.reason == UNKNOWN else m for m in out]
+        out = [Member(m.node, m.group, held) if m.health.reason == NODE_UNKNOWN else m for m in out]
     return out
 
 

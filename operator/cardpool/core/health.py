@@ -16,7 +16,9 @@ NODE_STATE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreach
 FAULTS = ("NodeNotReady", "NodeUnknown", "NodeCondition", "NodeTaint", "CardFault", "NodeMissing", "DrainRequested")
 LOST = ("NodeNotReady", "NodeUnknown", "NodeMissing")
 """Faults whose kubelet may never confirm a pod's end: its pods' deletion is not waited for."""
+NODE_UNKNOWN = "NodeUnknown"
 RECOVERING = "Recovering"
+DISRUPTED = "Disrupted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +41,7 @@ def classify(node: ObservedNode, resource: str, cards_per_node: int, policy: Hea
     if ready == "False":
         return NodeHealth(False, False, "NodeNotReady", f"node {node.name} is not Ready")
     if ready != "True":
-        return NodeHealth(False, False, "NodeUnknown", f"node {node.name} stopped reporting (Ready={ready})")
+        return NodeHealth(False, False, NODE_UNKNOWN, f"node {node.name} stopped reporting (Ready={ready})")
     for type_ in policy.fault_conditions:
         if node.conditions.get(type_) == "True":
             return NodeHealth(False, False, "NodeCondition", f"node {node.name} has condition {type_}=True")

@@ -31,7 +31,7 @@ from cardpool.api.trainingjob import (
 
 from .advice import GroupRate, advise
 from .attempts import outdated, rank_nodes, start_attempt
-from .candidates import awaiting_save, blocking_pods
+from .candidates import _NONE, awaiting_save, blocking_pods
 from .checkpoints import judge_checkpoints
 from .clock import Deadlines
 from .events import Event
@@ -43,7 +43,6 @@ from .plan import JobPlan, RankSlot
 from .queue import Waiting
 
 RANK0_DECIDES = {Framework.PYTORCH, Framework.DEEPSPEED, Framework.MEGATRON}
-_NONE: Mapping[str, str] = MappingProxyType({})
 
 
 MIGRATED = "Migrated"

@@ -68,7 +68,7 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
     reservation: Placement | None = None
     empty: Ledger | None = None  # the pool as if every pod had left, to tell "later" from "never"
     tally = admission.tally() if admission is not None else None
-    for job in _fair(queue_order(snapshot.pending, first), first, tally):
+    for job in fair_order(queue_order(snapshot.pending, first), first, tally):
         if job.key == first:
             # the size the moves made room for: taking more would take the places found for the moved jobs,
             # which would then wait, and move it back (it grows later like any elastic job)
@@ -106,7 +106,7 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
                      fragmentation(snapshot, {n: ledger.free[n] for n in ledger.free}))
 
 
-def _fair(order: list[JobRequest], first: str | None, tally: Tally | None) -> Iterator[JobRequest]:
+def fair_order(order: list[JobRequest], first: str | None, tally: Tally | None) -> Iterator[JobRequest]:
     """`order` (queue order) with tenant queues: within a priority, the next job is the head of the queue holding
     the least surplus for its weight now (after this pass's admissions so far), submission order within a
     queue and between equal shares; jobs without a queue count as holding none."""

@@ -20,7 +20,7 @@ a victim.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -97,21 +97,29 @@ class Quotas:
                     out[node.name][model] = out[node.name].get(model, 0) + cards
         return out
 
-    def allows(self, usage: Usage, queue: str, model: str, cards: int) -> Refusal | None:
-        """Whether `queue` may take `cards` more of `model` (`usage`: rolled up); None when it may."""
+    def bounds(self, usage: Usage, queue: str, model: str) -> Iterator[tuple[str, str, int, int, Limit]]:
+        """(queue, kind, bound, held, limit) for each cap ("QuotaCapReached") and each guarantee plus borrowing
+        limit ("BorrowingLimitReached") of `model` on the queue's path (`usage`: rolled up)."""
         for node in self.path(queue):
             limit = node.limits.get(model)
             if limit is None:
                 continue
-            after = usage.get(node.name, {}).get(model, 0) + cards
-            if limit.cap is not None and after > limit.cap:
-                return Refusal(node.name, "QuotaCapReached",
-                               f"queue {node.name} holds {after - cards} of its cap of {limit.cap} {model} cards; "
-                               f"this job needs {cards}")
-            if limit.borrowing_limit is not None and after > limit.guaranteed + limit.borrowing_limit:
-                return Refusal(node.name, "BorrowingLimitReached",
-                               f"queue {node.name} holds {after - cards} {model} cards (guaranteed "
-                               f"{limit.guaranteed}, may borrow {limit.borrowing_limit}); this job needs {cards}")
+            held = usage.get(node.name, {}).get(model, 0)
+            if limit.cap is not None:
+                yield node.name, "QuotaCapReached", limit.cap, held, limit
+            if limit.borrowing_limit is not None:
+                yield node.name, "BorrowingLimitReached", limit.guaranteed + limit.borrowing_limit, held, limit
+
+    def allows(self, usage: Usage, queue: str, model: str, cards: int) -> Refusal | None:
+        """Whether `queue` may take `cards` more of `model` (`usage`: rolled up); None when it may."""
+        for name, kind, bound, held, limit in self.bounds(usage, queue, model):
+            if held + cards <= bound:
+                continue
+            if kind == "QuotaCapReached":
+                return Refusal(name, kind, f"queue {name} holds {held} of its cap of {bound} {model} cards; "
+                                           f"this job needs {cards}")
+            return Refusal(name, kind, f"queue {name} holds {held} {model} cards (guaranteed {limit.guaranteed}, "
+                                       f"may borrow {limit.borrowing_limit}); this job needs {cards}")
         return None
 
     def borrowed(self, usage: Usage, queue: str, model: str) -> int:
@@ -133,12 +141,6 @@ class Quotas:
         over = [held.get(m, 0) - limit.guaranteed for m, limit in q.limits.items()]
         over += [cards for m, cards in held.items() if m not in q.limits]
         return max(over, default=0) / q.weight
-
-    def fair_order(self, waiting: Iterable[tuple[str, str]], usage: Usage) -> list[str]:
-        """Waiting jobs (key, queue), in queue order within a queue, the queues by smallest share first."""
-        items = list(waiting)
-        rank = {key: i for i, (key, _) in enumerate(items)}
-        return [key for key, queue in sorted(items, key=lambda kq: (self.share(usage, kq[1]), rank[kq[0]]))]
 
 
 @dataclass(frozen=True)
@@ -248,16 +250,7 @@ class Tally:
         queue = self.admission.queue_of.get(job)
         if queue is None:
             return None
-        rooms = []
-        for node in self.admission.quotas.path(queue):
-            limit = node.limits.get(model)
-            if limit is None:
-                continue
-            held = self.usage.get(node.name, {}).get(model, 0)
-            if limit.cap is not None:
-                rooms.append(limit.cap - held)
-            if limit.borrowing_limit is not None:
-                rooms.append(limit.guaranteed + limit.borrowing_limit - held)
+        rooms = [bound - held for _, _, bound, held, _ in self.admission.quotas.bounds(self.usage, queue, model)]
         return max(min(rooms), 0) if rooms else None
 
     def add(self, job: str, cards_by_model: Mapping[str, int]) -> None:
