@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -348,3 +349,26 @@ def test_a_pools_spec_is_parsed_again_only_when_its_generation_changes(world: Wo
               "spec": {**body["spec"], "health": {"probationSeconds": 5}}}
     third = c._parse_pools({"p": edited})["p"]
     assert third.spec is not first.spec and third.spec.health.probation_seconds == 5
+
+
+def test_a_disruption_remembered_in_the_pools_status_holds_its_last_nodes_across_a_restart(
+        world: World, controllers: list) -> None:
+    c = new(world, controllers)
+    world.converge(c, 4)
+    before = assert_one_pod_per_rank(world)
+    placed = {node for group in before["placement"] for node in group["nodes"]}
+
+    def lost(names: set[str]) -> None:
+        world.nodes = [replace(n, conditions={"Ready": "Unknown" if n.name in names else "True"}) for n in world.nodes]
+    lost({f"h800-{i}" for i in range(6)})  # the API server came back: most of the pool is Unknown for a moment
+    world.step(c)
+    assert world.server.pools["mixed"]["status"]["disruption"]["nodes"] == [f"h800-{i}" for i in range(6)]
+    c = restart(world, controllers, c)  # the record lives in the status, not in the process
+    tail = sorted(placed)[:1]
+    lost(set(tail))  # one node of the job's still silent once the rest reported again
+    world.converge(c, 5)
+    assert assert_one_pod_per_rank(world)["attempt"] == before["attempt"], "no restart for the disruption's tail"
+    world.now += timedelta(seconds=120)  # the grace after most of the pool came back: a silent node is a fault
+    world.converge(c, 8)
+    after = assert_one_pod_per_rank(world)
+    assert after["attempt"] == before["attempt"] + 1 and world.server.pools["mixed"]["status"].get("disruption") is None

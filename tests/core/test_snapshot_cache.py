@@ -45,7 +45,7 @@ def test_a_cached_snapshot_is_the_one_built_from_scratch_through_every_change() 
     cache = NodeCache()
     held: dict = {}
     for what, nodes, others, foreign in STEPS:
-        classified = members(POOL, nodes)
+        classified = members(POOL, nodes, NOW)
         cached, faulty = build_snapshot(POOL, nodes, [running], NOW, others, foreign, classified, (), cache, held)
         fresh, fresh_faulty = build_snapshot(POOL, nodes, [running], NOW, others, foreign, classified)
         assert (cached, faulty) == (fresh, fresh_faulty), what
@@ -61,9 +61,9 @@ def test_a_cached_snapshot_is_the_one_built_from_scratch_through_every_change() 
 @pytest.mark.parametrize("changed", [False, True])
 def test_unchanged_nodes_are_not_built_again(changed: bool) -> None:
     cache = NodeCache()
-    first, _ = build_snapshot(POOL, NODES, [], NOW, (), {}, members(POOL, NODES), (), cache)
+    first, _ = build_snapshot(POOL, NODES, [], NOW, (), {}, members(POOL, NODES, NOW), (), cache)
     nodes = [replace(NODES[0], allocatable={RESOURCE: 6}), *NODES[1:]] if changed else NODES
-    second, _ = build_snapshot(POOL, nodes, [], NOW, (), {}, members(POOL, nodes), (), cache)
+    second, _ = build_snapshot(POOL, nodes, [], NOW, (), {}, members(POOL, nodes, NOW), (), cache)
     assert (second.nodes[0] is first.nodes[0]) is not changed
     assert all(a is b for a, b in zip(first.nodes[1:], second.nodes[1:], strict=True))
 
@@ -73,7 +73,7 @@ def test_the_group_figures_kept_by_the_memo_are_the_ones_counted_from_scratch_th
                                                               "nodes": ["h800-2", "h800-3"]}]})
     memo = PlanMemo()
     for what, nodes, others, foreign in [*STEPS, STEPS[0]]:
-        classified = members(POOL, nodes)
+        classified = members(POOL, nodes, NOW)
         snapshot, _ = build_snapshot(POOL, nodes, [running], NOW, others, foreign, classified, (), memo.nodes,
                                      memo.allocations)
         assert memo.tallies(POOL, snapshot, foreign) == group_tallies(POOL, snapshot, foreign), what

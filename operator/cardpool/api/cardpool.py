@@ -142,6 +142,11 @@ class HealthPolicy(ApiModel):
     their other pods are not evicted."""
     stuck_terminating_seconds: int = Field(60, ge=10, le=3600)
     """Pods stuck Terminating on a lost node are force-removed after this long."""
+    disruption_grace_seconds: int = Field(120, ge=0, le=3600)
+    """When more than half of the pool lost contact at once (a control-plane or network disruption, not
+    faults: see status.disruption), how long after most of it reports again the nodes still silent are held
+    before they count as faults. Covers the kubelets' next status report and kube-controller-manager's next
+    node monitor period."""
 
 
 class MovableJobs(StrEnum):
@@ -289,6 +294,19 @@ class HeldNode(ApiModel):
     """When the operator first held it."""
 
 
+class Disruption(ApiModel):
+    """More than half of the pool's nodes lost contact (Ready Unknown) at once: the control plane or the
+    network failed, not the machines. Its nodes are held (no new workers, no restart, no drain) while it lasts
+    and for spec.health.disruptionGraceSeconds after most of the pool reports again."""
+
+    since: datetime
+    """When the operator first saw it."""
+    nodes: list[str] = Field(default_factory=list, json_schema_extra={"x-kubernetes-list-type": "set"})
+    """The pool's nodes still out of contact."""
+    receding_since: datetime | None = None
+    """When half of the pool or less was still out of contact: the rest are held until the grace after it."""
+
+
 class CardPoolStatus(ApiModel):
     """Observed state of a CardPool."""
 
@@ -315,6 +333,9 @@ class CardPoolStatus(ApiModel):
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["node"]})
     """Faulty nodes not drained because their group is at spec.health.maxDrainedPercent. Written before the
     DrainCapReached event, so each hold is reported once, whichever replica runs and however often it restarts."""
+    disruption: Disruption | None = None
+    """A control-plane or network disruption in progress, remembered here so that its nodes stay held while
+    they report again one by one, whichever replica runs the passes."""
 
 
 class CardPool(ApiModel):

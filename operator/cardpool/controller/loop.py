@@ -28,12 +28,12 @@ from datetime import UTC, datetime
 
 from kubernetes.client.exceptions import ApiException
 
-from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
+from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus, Disruption
 from cardpool.core.attempts import pod_name
 from cardpool.core.candidates import needs_placement
 from cardpool.core.checkpoints import judge_orphans
 from cardpool.core.clock import Deadlines
-from cardpool.core.drain import Member, members, plan_drains
+from cardpool.core.drain import Member, classify_pool, plan_drains
 from cardpool.core.lifecycle import plan_missing_pool
 from cardpool.core.observed import (
     DrainRecord,
@@ -207,7 +207,11 @@ class Controller:
         pools = self._parse_pools(observed.pools)
         raw = {n.name: n for n in observed.nodes}
         observed = replace(observed, nodes=self._with_own_drains(observed.nodes, mono))
-        classified = {name: members(pool.spec, observed.nodes) for name, pool in pools.items()}
+        classified, disruptions = {}, {}
+        for name, pool in pools.items():  # the disruption's memory is the pool's status (or the write awaited)
+            previous = self._pool_previous(name, pool, mono)[1]
+            classified[name], disruptions[name] = classify_pool(
+                pool.spec, observed.nodes, now, previous.disruption if previous else None)
         next_due: list[float] = []
         try:  # nodes first: one writer for every node's drain, whichever pools select it
             held = self._node_pass(pools, classified, observed.nodes, raw, now, mono)
@@ -218,7 +222,8 @@ class Controller:
             held = {}
         for name in sorted(pools):
             try:
-                plan = self._pool_pass(name, pools[name], observed, classified[name], held.get(name, {}), now, mono)
+                plan = self._pool_pass(name, pools[name], observed, classified[name], disruptions[name],
+                                       held.get(name, {}), now, mono)
                 if plan.recheck_at is not None:
                     next_due.append(mono + max((plan.recheck_at - now).total_seconds(), 0.0))
                 metrics.record_pass(name, plan)
@@ -346,8 +351,16 @@ class Controller:
 
         self.applier.submit(Work(f"node/{name}", [[task]], done))
 
-    def _pool_pass(self, name: str, pool: _Pool, observed: Observations, classified: list[Member], held: dict,
-                   now: datetime, mono: float) -> PoolPlan:
+    def _pool_previous(self, name: str, pool: _Pool, mono: float) -> tuple[bool, CardPoolStatus | None]:
+        """Whether the pool's status write is still in flight or unseen, and the status to decide from: the one
+        written and awaited then, else the one observed."""
+        key = f"pool/{name}"
+        settling = self.applier.in_flight(key) or not self.expectations.settled(
+            key, mono, effects.version(pool.version))
+        return settling, (self.expectations.overlay(key) if settling else None) or pool.status
+
+    def _pool_pass(self, name: str, pool: _Pool, observed: Observations, classified: list[Member],
+                   disruption: Disruption | None, held: dict, now: datetime, mono: float) -> PoolPlan:
         jobs: list[ObservedJob] = []
         settling: set[str] = set()
         refused: dict[str, PodRefusal] = {}
@@ -373,15 +386,12 @@ class Controller:
                 elif (refusal := self.checks.refusal(job.key, version)) is not None:
                     refused[job.key] = refusal
             jobs.append(job)
-        pool_key = f"pool/{name}"
-        pool_settling = self.applier.in_flight(pool_key) or not self.expectations.settled(
-            pool_key, mono, effects.version(pool.version))
-        previous = (self.expectations.overlay(pool_key) if pool_settling else None) or pool.status
+        pool_settling, previous = self._pool_previous(name, pool, mono)
         mine = {(j.namespace, j.name) for j in jobs}
         others = tuple(p for key, pods in observed.pods.items() if key not in mine for p in pods)
         plan = reconcile_pool(pool.spec, pool.generation, previous, observed.nodes, jobs, now, others,
                               observed.budgets, observed.foreign, classified, settling, held,
-                              self._memos.setdefault(name, PlanMemo()), refused)
+                              self._memos.setdefault(name, PlanMemo()), refused, disruption)
         moved = set(plan.moves) if not pool_settling else set()
         chained: list[Work] = []
         for job, job_plan in zip(jobs, plan.jobs, strict=True):

@@ -19,10 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from cardpool.api.cardpool import CardPoolSpec, HealthPolicy, NodeGroup
+from cardpool.api.cardpool import CardPoolSpec, Disruption, HealthPolicy, NodeGroup
 
+from . import disruption
 from .clock import Deadlines
-from .health import DISRUPTED, NODE_UNKNOWN, NodeHealth, classify
+from .health import NODE_UNKNOWN, NodeHealth, classify
 from .observed import DrainRecord, ObservedNode
 
 REQUESTED = "DrainRequested"
@@ -43,24 +44,31 @@ class Member:
     health: NodeHealth
 
 
-def members(spec: CardPoolSpec, nodes: list[ObservedNode]) -> list[Member]:
-    """The pool's nodes, by name. When more than half of them (two at least) have lost contact at once
-    (Ready Unknown), that is the control plane or the network failing, not the machines (after an API server
-    outage longer than the node monitor grace period, kube-controller-manager marks every node Unknown until
-    their kubelets report again): those nodes are held as Disrupted (healthy, not schedulable), so no job
-    restarts and no node is drained for it, as kube-controller-manager's own full-disruption mode evicts
-    nothing."""
+def members(spec: CardPoolSpec, nodes: list[ObservedNode], now: datetime,
+            previous: Disruption | None = None) -> list[Member]:
+    """The pool's nodes, by name, classified once per pass (see `classify_pool`)."""
+    return classify_pool(spec, nodes, now, previous)[0]
+
+
+def classify_pool(spec: CardPoolSpec, nodes: list[ObservedNode], now: datetime,
+                  previous: Disruption | None = None) -> tuple[list[Member], Disruption | None]:
+    """The pool's nodes, by name, and the control-plane or network disruption in progress (see
+    core.disruption): `previous` is the last pass's record; the nodes it holds are healthy and not schedulable,
+    so no job restarts and no node is drained for them."""
     out = []
     for node in sorted(nodes, key=lambda n: n.name):
         if (group := member_group(spec, node.labels)) is not None:
             out.append(Member(node, group, classify(node, group.accelerator.resource,
                                                     group.accelerator.cards_per_node, spec.health)))
-    lost = [m for m in out if m.health.reason == NODE_UNKNOWN]
-    if len(lost) >= 2 and 2 * len(lost) > len(out):
-        held = NodeHealth(True, False, DISRUPTED, f"{len(lost)} of the pool's {len(out)} nodes lost contact at "
-                                                  f"once: held as a control-plane or network disruption")
-        out = [Member(m.node, m.group, held) if m.health.reason == NODE_UNKNOWN else m for m in out]
-    return out
+    lost = [m.node.name for m in out if m.health.reason == NODE_UNKNOWN]
+    if not lost and previous is None:
+        return out, None
+    current = disruption.assess(lost, len(out), previous, now, spec.health.disruption_grace_seconds)
+    if current is not None:
+        hold, health = set(current.nodes), disruption.held_health(current, len(out))
+        out = [Member(m.node, m.group, health) if m.node.name in hold and m.health.reason == NODE_UNKNOWN else m
+               for m in out]
+    return out, current
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +115,13 @@ def drain_cap(policy: HealthPolicy, group_nodes: int) -> int:
     return max(1, policy.max_drained_percent * group_nodes // 100)
 
 
-def owners(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode],
+def owners(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode], now: datetime,
            classified: dict[str, list[Member]] | None = None) -> dict[str, tuple[str, Member]]:
     """node -> (pool, its membership) of the first pool by name with a group selecting the node.
     `classified`: each pool's members, when the caller has them already."""
     out: dict[str, tuple[str, Member]] = {}
     for name in sorted(pools):
-        for member in classified[name] if classified and name in classified else members(pools[name], nodes):
+        for member in classified[name] if classified and name in classified else members(pools[name], nodes, now):
             out.setdefault(member.node.name, (name, member))
     return out
 
@@ -123,7 +131,7 @@ def plan_drains(pools: dict[str, CardPoolSpec], nodes: list[ObservedNode], now: 
     """`classified`: pool -> its members (see `members`), computed once per pass for this and the pool pass."""
     plan = DrainPlan()
     clock = Deadlines(now)
-    owner = owners(pools, nodes, classified)
+    owner = owners(pools, nodes, now, classified)
     by_group: dict[tuple[str, str], list[Member]] = {}
     for node in sorted(nodes, key=lambda n: n.name):
         if node.name not in owner:

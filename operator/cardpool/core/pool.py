@@ -11,7 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus, GroupStatus, HeldNode, NodeGroup
+from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus, Disruption, GroupStatus, HeldNode, NodeGroup
 from cardpool.api.conditions import Condition, set_condition
 from cardpool.api.trainingjob import Phase
 
@@ -19,7 +19,8 @@ from .advice import count_faults, fault_rates
 from .candidates import needs_placement, request
 from .clock import Deadlines
 from .constraints import Taint, blocking, tolerations
-from .drain import Hold, Member, member_group, members
+from .disruption import ends_at as disruption_ends_at
+from .drain import Hold, Member, classify_pool, member_group, members
 from .lifecycle import MIGRATED, plan_job
 from .migrations import HOUR, TARGET_TIMEOUT, active_target, decide_defrag
 from .observed import DrainRecord, ObservedBudget, ObservedJob, ObservedNode, ObservedPod, PodRefusal
@@ -66,13 +67,13 @@ class NodeCache:
 
 
 def _build_nodes(spec: CardPoolSpec, nodes: list[ObservedNode], classified: list[Member] | None,
-                 others: Mapping[str, int], foreign: Foreign, cache: NodeCache | None
+                 others: Mapping[str, int], foreign: Foreign, cache: NodeCache | None, now: datetime
                  ) -> tuple[list[Node], dict[str, str], bool]:
     """The snapshot's nodes, the faulty ones, and whether every node is as in the last pass."""
     core_nodes, faulty = [], {}
     built: dict[str, tuple] = {}
     same_nodes = cache is not None  # every node as in the last pass: then so is each job's allocation
-    for member in members(spec, nodes) if classified is None else classified:
+    for member in members(spec, nodes, now) if classified is None else classified:
         node, group, health = member.node, member.group, member.health
         if not health.healthy:
             faulty[node.name] = health.reason
@@ -120,7 +121,8 @@ def build_snapshot(spec: CardPoolSpec, nodes: list[ObservedNode], jobs: list[Obs
             last[2] == foreign):  # the very same members and cards held by others: the very same nodes
         core_nodes, faulty, same_nodes = last[3], dict(last[4]), True
     else:
-        core_nodes, faulty, same_nodes = _build_nodes(spec, nodes, classified, others, foreign, cache)
+        core_nodes, faulty, same_nodes = _build_nodes(spec, nodes, classified, others, foreign, cache,
+                                                      now.now if isinstance(now, Deadlines) else now)
         if cache is not None:
             cache.last = (classified, others, foreign, core_nodes, dict(faulty)) if classified is not None else None
     if held_cache is not None and not same_nodes:
@@ -260,12 +262,17 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
                    other_pods: tuple[ObservedPod, ...] = (), budgets: tuple[ObservedBudget, ...] = (),
                    foreign: Foreign | None = None, classified: list[Member] | None = None,
                    settling: Collection[str] = (), held: Mapping[str, Hold] | None = None,
-                   memo: PlanMemo | None = None, refusals: Mapping[str, PodRefusal] | None = None) -> PoolPlan:
+                   memo: PlanMemo | None = None, refusals: Mapping[str, PodRefusal] | None = None,
+                   disruption: Disruption | None = None) -> PoolPlan:
     """`budgets`: PodDisruptionBudgets, which defragmentation respects. `foreign`, `classified`, `settling`: see
-    build_snapshot. `held`: the pool's faulty nodes that the node pass holds back from draining (drain cap).
+    build_snapshot; `disruption`: the one `classified` was made with (core.drain.classify_pool), recorded in the
+    status; without `classified`, both are found here from the nodes and the previous status. `held`: the pool's
+    faulty nodes that the node pass holds back from draining (drain cap).
     `memo`: plans of earlier passes to reuse (see PlanMemo). `refusals`: jobs whose worker pod the API server
     refuses as their spec stands; the queue does not consider them."""
     clock = Deadlines(now)
+    if classified is None:
+        classified, disruption = classify_pool(spec, nodes, now, previous.disruption if previous else None)
     refusals = refusals or {}
     unplaceable = {*settling, *refusals} if refusals else settling
     everyone = jobs
@@ -298,6 +305,9 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
     events = list(defrag.events)
     status.held_nodes, hold_events = held_nodes(previous, held or {}, now)
     events += hold_events
+    status.disruption = disruption
+    events += disruption_events(previous.disruption if previous else None, disruption, len(classified))
+    clock.note(disruption_ends_at(disruption, spec.health.disruption_grace_seconds))
     offers = {p.job: p for p in queue.admitted}
     waits = {w.job: w for w in queue.waiting}
     growth = room_to_grow(snapshot, queue, decidable) if not defrag.migrate else {}
@@ -346,6 +356,19 @@ def held_nodes(previous: CardPoolStatus | None, held: Mapping[str, Hold],
         if kept is None:
             events.append(("Warning", "DrainCapReached", hold.message))
     return out, events
+
+
+def disruption_events(before: Disruption | None, after: Disruption | None,
+                      pool_nodes: int) -> list[tuple[str, str, str]]:
+    """An event as a disruption begins and as it ends (the status, written first, remembers which was told)."""
+    if before is None and after is not None:
+        return [("Warning", "Disruption", f"{len(after.nodes)} of the pool's {pool_nodes} nodes lost contact at "
+                                          f"once: held as a control-plane or network disruption (no restart, no "
+                                          f"drain) until they report again")]
+    if before is not None and after is None:
+        return [("Normal", "DisruptionOver", f"the disruption since {before.since.isoformat()} is over; nodes "
+                                             f"still out of contact count as faults")]
+    return []
 
 
 def _pool_deadlines(spec: CardPoolSpec, status: CardPoolStatus, jobs: list[ObservedJob],

@@ -270,7 +270,7 @@ class World:
         known = self._classified
         if known is None or self.nodes.take():
             nodes = list(self.nodes.values())
-            known = self._classified = (nodes, members(self.pool, nodes))
+            known = self._classified = (nodes, members(self.pool, nodes, self.now))
         return known[0], known[1]
 
     def _recheck(self, t: float) -> None:
