@@ -112,7 +112,8 @@ def test_the_chart_copies_every_crd_admission_policy_and_role_of_the_kustomize_i
               if p.is_relative_to(crdgen.CHART_FILES)}
     assert sorted(copies) == [
         "admission/status-writers.yaml", "admission/trainer-progress.yaml", "admission/trainingjob-accelerators.yaml",
-        "crds/cardpool.io_cardpools.yaml", "crds/cardpool.io_checkpoints.yaml", "crds/cardpool.io_trainingjobs.yaml",
+        "crds/cardpool.io_cardpools.yaml", "crds/cardpool.io_checkpoints.yaml", "crds/cardpool.io_tenantqueues.yaml",
+        "crds/cardpool.io_trainingjobs.yaml",
         "rbac/rbac.yaml", "rbac/trainer-role.yaml", "rbac/user-roles.yaml"]
     source = ROOT / "manifests" / "operator" / "rbac.yaml"
     assert copies["rbac/rbac.yaml"].endswith(source.read_text()) and "edit that file" in copies["rbac/rbac.yaml"]

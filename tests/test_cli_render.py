@@ -60,11 +60,26 @@ EVENTS = [{"lastTimestamp": "2026-11-25T11:00:00Z", "type": "Warning", "reason":
           {"lastTimestamp": "2026-11-25T11:00:01Z", "type": "Normal", "reason": "Resized",
            "message": "attempt 2 runs 3 workers (attempt 1: 4; target 4)"}]
 
+QUEUES = [
+    {"metadata": {"name": "team-a"}, "spec": {"parent": "org", "weight": 2, "quotas": [{"model": "H800",
+                                                                                     "guaranteed": 16}]},
+     "status": {"runningJobs": 2, "waitingJobs": 0, "conditions": [{"type": "Ready", "status": "True"}],
+                "models": [{"model": "H800", "guaranteed": 16, "used": 48, "borrowed": 32, "lent": 0}]}},
+    {"metadata": {"name": "team-b"}, "spec": {"parent": "org", "quotas": [{"model": "H800", "guaranteed": 48}]},
+     "status": {"runningJobs": 0, "waitingJobs": 1, "conditions": [{"type": "Ready", "status": "True"}],
+                "models": [{"model": "H800", "guaranteed": 48, "used": 0, "borrowed": 0, "lent": 32}]}},
+    {"metadata": {"name": "org"}, "spec": {}, "status": {"runningJobs": 0, "waitingJobs": 0, "conditions": [
+        {"type": "Ready", "status": "True"}], "models": [{"model": "H800", "used": 48, "borrowed": 48}]}},
+    {"metadata": {"name": "stray"}, "spec": {"parent": "nobody"}, "status": {"conditions": [
+        {"type": "Ready", "status": "False", "message": "spec.parent: no TenantQueue named nobody"}]}},
+]
+
 VIEWS = {
     "jobs.txt": lambda: render.jobs_table([JOB, QUEUED], NOW),
     "status.txt": lambda: render.status_view([POOL], [JOB, QUEUED], NOW),
     "pool.txt": lambda: render.pool_table(POOL),
     "describe.txt": lambda: render.describe_job(JOB, EVENTS, NOW),
+    "queues.txt": lambda: render.queues_table(QUEUES),
 }
 
 
@@ -83,3 +98,9 @@ def test_json_rows_carry_what_the_table_shows() -> None:
     assert render.job_row(JOB) == {"namespace": "demo", "name": "llama-sft", "pool": "mixed", "phase": "Running",
                                    "size": "3/4", "accelerator": "H800+Ascend910B", "attempt": 2, "restarts": 1,
                                    "checkpoint": 1200, "reason": "Running"}
+
+
+def test_queue_rows_carry_each_model_and_a_queue_that_cannot_be_used_says_why() -> None:
+    rows = {r["queue"]: r for r in render.queue_rows(QUEUES)}
+    assert (rows["team-b"]["lent"], rows["team-b"]["waiting"]) == (32, 1)
+    assert rows["stray"]["ready"] == "False" and rows["stray"]["problem"] == "spec.parent: no TenantQueue named nobody"

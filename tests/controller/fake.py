@@ -57,6 +57,7 @@ class FakeServer:
         self.rv = 1000
         self.jobs: dict[tuple[str, str], dict] = {}
         self.pools: dict[str, dict] = {}
+        self.queues: dict[str, dict] = {}
         self.pods: dict[tuple[str, str], dict] = {}
         self.services: dict[tuple[str, str], dict] = {}
         self.config_maps: dict[tuple[str, str], dict] = {}
@@ -88,6 +89,12 @@ class FakeServer:
         body = copy.deepcopy(POOL_BODY)
         body["metadata"] = {"name": body["metadata"]["name"], "generation": 1, "resourceVersion": self.next_rv()}
         self.pools[body["metadata"]["name"]] = body
+        return body
+
+    def add_queue(self, name: str, **spec: Any) -> dict:
+        body = {"apiVersion": "cardpool.io/v1alpha1", "kind": "TenantQueue",
+                "metadata": {"name": name, "generation": 1, "resourceVersion": self.next_rv()}, "spec": spec}
+        self.queues[name] = body
         return body
 
     def job_status(self, name: str, namespace: str = "ns") -> dict:
@@ -179,10 +186,10 @@ class _Custom:
                                            **kw: Any) -> dict:
         self.s.intercept("patch_cluster_custom_object_status", (group, version, plural, name, body), kw)
         with self.s.lock:
-            obj = self.s.pools[name]
+            obj = (self.s.queues if plural == "tenantqueues" else self.s.pools)[name]
             obj["status"] = copy.deepcopy(body["status"])
             obj["metadata"]["resourceVersion"] = self.s.next_rv()
-            self.s.writes.append(("pool status", name))
+            self.s.writes.append(("queue status" if plural == "tenantqueues" else "pool status", name))
             return copy.deepcopy(obj)
 
     def delete_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str,
@@ -251,7 +258,8 @@ class World:
                     if pod is not None:
                         pods[(pod.namespace, pod.job)] = (*pods.get((pod.namespace, pod.job), ()), pod)
             pools = {name: copy.deepcopy(body) for name, body in s.pools.items()}
-        return Observations(nodes=list(self.nodes), pods=pods, jobs=jobs, pools=pools)
+            queues = {name: copy.deepcopy(body) for name, body in s.queues.items()}
+        return Observations(nodes=list(self.nodes), pods=pods, jobs=jobs, pools=pools, queues=queues)
 
     def kubelet(self) -> None:
         """Every pod bound to a node runs."""

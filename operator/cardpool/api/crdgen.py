@@ -25,8 +25,10 @@ from pydantic import BaseModel
 from . import podschema
 from .cardpool import CardPoolSpec, CardPoolStatus
 from .checkpoint import CheckpointSpec, CheckpointStatus
-from .keys import CARDPOOL_PLURAL, CHECKPOINT_PLURAL, GROUP, TRAININGJOB_PLURAL, VERSION
+from .keys import CARDPOOL_PLURAL, CHECKPOINT_PLURAL, GROUP, TENANTQUEUE_PLURAL, TRAININGJOB_PLURAL, VERSION
 from .phases import KSTATUS, NEEDS_A_PERSON, PHASE_CONDITIONS
+from .tenantqueue import ROOT_RULES as TENANTQUEUE_RULES
+from .tenantqueue import TenantQueueSpec, TenantQueueStatus
 from .trainingjob import ROOT_RULES, TrainingJobSpec, TrainingJobStatus
 
 CATEGORY = "cardpool-all"
@@ -116,6 +118,23 @@ KINDS = [
             _col("Accepted", '.status.conditions[?(@.type=="Accepted")].status'),
             AGE,
         ],
+    ),
+    Kind(
+        kind="TenantQueue", plural=TENANTQUEUE_PLURAL, scope="Cluster", short_names=["tq"],
+        description="A tenant's quota of cards: guaranteed, borrowing limit and cap per accelerator model, "
+                    "a weight for surplus, a parent queue.",
+        spec=TenantQueueSpec, status=TenantQueueStatus,
+        columns=[
+            _col("Parent", ".spec.parent"),
+            _col("Weight", ".spec.weight", "integer"),
+            _col("Used", ".status.usedCards", "integer", "Cards its jobs hold"),
+            _col("Borrowed", ".status.borrowedCards", "integer", "Cards held above its guarantees"),
+            _col("Running", ".status.runningJobs", "integer"),
+            _col("Waiting", ".status.waitingJobs", "integer"),
+            _col("Ready", '.status.conditions[?(@.type=="Ready")].status', description="Ready condition"),
+            AGE,
+        ],
+        root_rules=TENANTQUEUE_RULES,
     ),
 ]
 

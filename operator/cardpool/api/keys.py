@@ -7,6 +7,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 CARDPOOL_PLURAL = "cardpools"
 TRAININGJOB_PLURAL = "trainingjobs"
 CHECKPOINT_PLURAL = "checkpoints"
+TENANTQUEUE_PLURAL = "tenantqueues"
 
 # Labels on everything cardpool creates for a job (pods, Service, ConfigMaps).
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"

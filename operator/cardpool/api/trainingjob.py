@@ -255,6 +255,9 @@ class TrainingJobSpec(ApiModel):
     placement: Placement
     checkpoint: Checkpointing | None = None
     failure_policy: FailurePolicy = Field(default_factory=FailurePolicy)
+    queue: str | None = Field(None, pattern=DNS_SUBDOMAIN, max_length=253)
+    """The TenantQueue whose quota the job uses; unset: the queue its namespace maps to, if any (jobs in no
+    queue are not limited by quotas)."""
     priority: int = Field(0, ge=-1000, le=1000)
     """Queue priority; higher first, then submission order."""
     suspend: bool = False

@@ -33,7 +33,7 @@ from cardpool.kube.observe import FOREIGN_POD_SELECTORS
 from . import cardmap, drain, options, render
 from .errors import API_ERROR, INTERRUPTED, NOT_FOUND, OK, PIPE_CLOSED, USAGE, Failure, PipeClosed, _Console, writing
 
-CUSTOM_KINDS = ("trainingjob", "trainingjobs", "cardpool", "cardpools")
+CUSTOM_KINDS = ("trainingjob", "trainingjobs", "cardpool", "cardpools", "tenantqueues")
 
 
 def _server_message(exc: Exception) -> tuple[str, dict]:
@@ -220,6 +220,12 @@ def _show(args: argparse.Namespace, core, custom, namespace: str, emit: Emit) ->
         with about("cardpool", args.name):
             pool = custom.get_cluster_custom_object(GROUP, VERSION, "cardpools", args.name)
         emit(args, {"name": args.name, **(pool.get("status") or {})}, lambda: render.pool_table(pool))
+    elif args.command == "queues":
+        with about("tenantqueues", verb="list"):
+            queues = custom.list_cluster_custom_object(GROUP, VERSION, "tenantqueues")["items"]
+        note = "No TenantQueues found: jobs are not limited by quotas." if not queues and (
+            args.output == "table") else None
+        emit(args, render.queue_rows(queues), lambda: render.queues_table(queues), note)
     elif args.command == "map":
         _map(args, core, custom, emit)
     elif args.command in ("drain", "undrain"):

@@ -158,6 +158,8 @@ def parser() -> argparse.ArgumentParser:
     describe.add_argument("kind", choices=JOB_KINDS)
     describe.add_argument("name")
     command("pool", "a CardPool's capacity per group").add_argument("name")
+    command("queues", "TenantQueues: per queue and model, cards guaranteed, used, borrowed, lent; jobs running "
+                      "and waiting")
     card_map = command("map", "a pool's card map: each node's cards, busy by job, free, unhealthy")
     card_map.add_argument("name")
     card_map.add_argument("--svg", metavar="FILE", help="also write the map as an SVG image")

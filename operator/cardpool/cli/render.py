@@ -85,6 +85,39 @@ def pool_table(pool: dict) -> Table:
     return table
 
 
+def queue_rows(queues: list[dict]) -> list[dict]:
+    """Each TenantQueue's figures per model (a queue with no model yet: one row of zeros)."""
+    rows = []
+    for q in sorted(queues, key=lambda q: q["metadata"]["name"]):
+        spec, status = q.get("spec") or {}, q.get("status") or {}
+        ready = _ready(q)
+        base = {"queue": q["metadata"]["name"], "parent": spec.get("parent") or "", "weight": spec.get("weight", 1),
+                "running": status.get("runningJobs", 0), "waiting": status.get("waitingJobs", 0),
+                "ready": ready.get("status", "Unknown"),
+                "problem": ready.get("message", "") if ready.get("status") == "False" else ""}
+        models = status.get("models") or [{"model": m["model"], "guaranteed": m.get("guaranteed", 0)}
+                                          for m in spec.get("quotas", [])] or [{"model": ""}]
+        for m in models:
+            rows.append({**base, "model": m["model"], "guaranteed": m.get("guaranteed", 0), "used": m.get("used", 0),
+                         "borrowed": m.get("borrowed", 0), "lent": m.get("lent", 0)})
+    return rows
+
+
+def queues_table(queues: list[dict]) -> Table:
+    """Per queue and model: guaranteed, used, borrowed, lent; its running and waiting jobs."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("QUEUE", "PARENT", "WEIGHT", "MODEL", "GUARANTEED", "USED", "BORROWED", "LENT", "RUNNING",
+                   "WAITING", "READY"):
+        table.add_column(column, justify="right" if column in ("WEIGHT", "GUARANTEED", "USED", "BORROWED", "LENT",
+                                                                 "RUNNING", "WAITING") else "left")
+    for row in queue_rows(queues):
+        table.add_row(row["queue"], row["parent"] or "-", str(row["weight"]), row["model"] or "-",
+                      str(row["guaranteed"]), str(row["used"]), str(row["borrowed"]), str(row["lent"]),
+                      str(row["running"]), str(row["waiting"]),
+                      row["ready"] + (f" ({row['problem']})" if row["problem"] else ""))
+    return table
+
+
 def status_view(pools: list[dict], jobs: list[dict], now: datetime | None = None) -> Group:
     """Pools and jobs at a glance."""
     summary = Table(box=None, pad_edge=False, header_style="bold")
@@ -118,6 +151,7 @@ def describe_job(job: dict, events: list[dict], now: datetime | None = None) -> 
     checkpoint = status.get("lastCheckpoint")
     failure = status.get("lastFailure")
     for key, value in (("Name", f"{meta['namespace']}/{meta['name']}"), ("Pool", job["spec"]["pool"]),
+                       ("Queue", job["spec"].get("queue") or "- (its namespace's, if a TenantQueue maps it)"),
                        ("Phase", status.get("phase") or "Queued"), ("Reason", _ready(job).get("reason", "")),
                        ("Message", _ready(job).get("message", "")), ("Size", status.get("size") or "-"),
                        ("Accelerator", status.get("accelerator") or "-"), ("Attempt", str(status.get("attempt", 0))),

@@ -46,6 +46,7 @@ from cardpool.core.observed import (
 )
 from cardpool.core.plan import JobPlan
 from cardpool.core.pool import PlanMemo, PoolPlan, reconcile_pool
+from cardpool.core.quota import QueueAdmission
 from cardpool.kube import builders, effects, refusals
 from cardpool.kube import nodes as node_effects
 from cardpool.kube.client import Kube
@@ -55,6 +56,7 @@ from . import metrics, podchecks
 from .applier import Applier, Fenced, Priority, Task, Work
 from .expectations import Expectations, describe
 from .podchecks import PodChecks
+from .queues import TenantQueues
 from .throttle import Throttle
 from .work import DELETE_PRIORITY, create_priority, status_priority
 
@@ -107,6 +109,8 @@ class Observations:
     budgets: tuple[ObservedBudget, ...] = ()
     foreign: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     """node -> card resource -> cards held by pods cardpool does not manage."""
+    queues: Mapping[str, dict] = field(default_factory=dict)
+    """name -> the TenantQueue as the API returns it."""
 
 
 @dataclass
@@ -145,6 +149,8 @@ class Controller:
         self._orphans: set[str] = set()
         """Checkpoints of missing jobs whose verdict was written but may not be in the watch yet."""
         self.checks = PodChecks()
+        self.queues = TenantQueues(self.applier, self.expectations,
+                                   lambda name, status: effects.write_queue_status(self.kube, name, status), clock)
         self.throttle = Throttle()
         self._terminating: dict[str, float] = {}
         """namespace -> when it was found being deleted (monotonic)."""
@@ -183,6 +189,7 @@ class Controller:
         self._nodes_acted.clear()
         self._own_drains.clear()
         self.checks.forget()
+        self.queues.forget()
         self._dirty.set()
         if self.was_leading:
             log.warning("leadership lost: %d queued API calls dropped", dropped)
@@ -220,10 +227,14 @@ class Controller:
         except Exception:
             log.exception("the node pass failed")
             held = {}
+        latest = self._decided_jobs(observed) if self.queues.observe(observed.queues) is not None else {}
         for name in sorted(pools):
             try:
                 plan = self._pool_pass(name, pools[name], observed, classified[name], disruptions[name],
-                                       held.get(name, {}), now, mono)
+                                       held.get(name, {}), now, mono, self.queues.admission(latest.values()))
+                for job_plan in plan.jobs if latest else ():  # the next pool's admission counts these
+                    if (job := latest.get(job_plan.job)) is not None and job.status is not job_plan.status:
+                        latest[job_plan.job] = replace(job, status=job_plan.status)
                 if plan.recheck_at is not None:
                     next_due.append(mono + max((plan.recheck_at - now).total_seconds(), 0.0))
                 metrics.record_pass(name, plan)
@@ -231,6 +242,10 @@ class Controller:
                 log.exception("pass of pool %s failed", name)
                 metrics.count_error(name)
         self._missing_pools(observed, pools, now, mono)
+        try:
+            self.queues.write_statuses(latest.values(), now, mono)
+        except Exception:
+            log.exception("the tenant queues' status failed")
         if (due := self._orphan_checkpoints(observed, now, mono)) is not None:
             next_due.append(due)
         self._forget_gone(observed)
@@ -351,6 +366,16 @@ class Controller:
 
         self.applier.submit(Work(f"node/{name}", [[task]], done))
 
+    def _decided_jobs(self, observed: Observations) -> dict[str, ObservedJob]:
+        """Every job with the status last decided for it (written, or being written, but not seen yet): what the
+        tenant queues' usage counts."""
+        out = {}
+        for jobs in observed.jobs.values():
+            for job in jobs:
+                written = self.expectations.overlay(job.key)
+                out[job.key] = replace(job, status=written) if written is not None else job
+        return out
+
     def _pool_previous(self, name: str, pool: _Pool, mono: float) -> tuple[bool, CardPoolStatus | None]:
         """Whether the pool's status write is still in flight or unseen, and the status to decide from: the one
         written and awaited then, else the one observed."""
@@ -360,7 +385,8 @@ class Controller:
         return settling, (self.expectations.overlay(key) if settling else None) or pool.status
 
     def _pool_pass(self, name: str, pool: _Pool, observed: Observations, classified: list[Member],
-                   disruption: Disruption | None, held: dict, now: datetime, mono: float) -> PoolPlan:
+                   disruption: Disruption | None, held: dict, now: datetime, mono: float,
+                   admission: QueueAdmission | None = None) -> PoolPlan:
         jobs: list[ObservedJob] = []
         settling: set[str] = set()
         refused: dict[str, PodRefusal] = {}
@@ -391,7 +417,7 @@ class Controller:
         others = tuple(p for key, pods in observed.pods.items() if key not in mine for p in pods)
         plan = reconcile_pool(pool.spec, pool.generation, previous, observed.nodes, jobs, now, others,
                               observed.budgets, observed.foreign, classified, settling, held,
-                              self._memos.setdefault(name, PlanMemo()), refused, disruption)
+                              self._memos.setdefault(name, PlanMemo()), refused, disruption, admission)
         moved = set(plan.moves) if not pool_settling else set()
         chained: list[Work] = []
         for job, job_plan in zip(jobs, plan.jobs, strict=True):
@@ -582,7 +608,7 @@ class Controller:
 
     def _forget_gone(self, observed: Observations) -> None:
         present = {j.key for jobs in observed.jobs.values() for j in jobs}
-        present |= {f"pool/{name}" for name in observed.pools}
+        present |= {f"pool/{name}" for name in observed.pools} | self.queues.keys()
         gone = [k for k in self.expectations.open_keys() if k not in present and not self.applier.in_flight(k)]
         if gone:
             self.expectations.forget(gone)

@@ -26,6 +26,7 @@ from .migrations import HOUR, TARGET_TIMEOUT, active_target, decide_defrag
 from .observed import DrainRecord, ObservedBudget, ObservedJob, ObservedNode, ObservedPod, PodRefusal
 from .plan import JobPlan
 from .queue import NEVER, QueuePlan, queue_order, schedule
+from .quota import QueueAdmission
 from .sizing import resize
 from .snapshot import Allocation, Group, Node, Snapshot, Worker
 
@@ -178,15 +179,16 @@ class PlanMemo:
         self._pool: tuple | None = None
         self._plans: dict[str, tuple[tuple, JobPlan]] = {}
         self._finished: dict[str, tuple[tuple, JobPlan]] = {}
-        self._queue: tuple[Snapshot, str | None, QueuePlan] | None = None
+        self._queue: tuple[Snapshot, str | None, QueuePlan, QueueAdmission | None] | None = None
         self._tallies: tuple[tuple, dict] | None = None
 
-    def schedule(self, snapshot: Snapshot, first: str | None) -> QueuePlan:
-        """The queue's answer, computed again only when the cards or the waiting jobs changed."""
-        if self._queue is not None and self._queue[1] == first and self._queue[0] == snapshot:
+    def schedule(self, snapshot: Snapshot, first: str | None, admission: QueueAdmission | None = None) -> QueuePlan:
+        """The queue's answer, computed again only when the cards, the waiting jobs or the quotas changed."""
+        if self._queue is not None and self._queue[1] == first and self._queue[0] == snapshot and (
+                self._queue[3] == admission):
             return self._queue[2]
-        plan = schedule(snapshot, first)
-        self._queue = (snapshot, first, plan)
+        plan = schedule(snapshot, first, admission)
+        self._queue = (snapshot, first, plan, admission)
         return plan
 
     def tallies(self, spec: CardPoolSpec, snapshot: Snapshot, foreign: Foreign | None) -> dict:
@@ -263,13 +265,14 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
                    foreign: Foreign | None = None, classified: list[Member] | None = None,
                    settling: Collection[str] = (), held: Mapping[str, Hold] | None = None,
                    memo: PlanMemo | None = None, refusals: Mapping[str, PodRefusal] | None = None,
-                   disruption: Disruption | None = None) -> PoolPlan:
+                   disruption: Disruption | None = None, admission: QueueAdmission | None = None) -> PoolPlan:
     """`budgets`: PodDisruptionBudgets, which defragmentation respects. `foreign`, `classified`, `settling`: see
     build_snapshot; `disruption`: the one `classified` was made with (core.drain.classify_pool), recorded in the
     status; without `classified`, both are found here from the nodes and the previous status. `held`: the pool's
     faulty nodes that the node pass holds back from draining (drain cap).
     `memo`: plans of earlier passes to reuse (see PlanMemo). `refusals`: jobs whose worker pod the API server
-    refuses as their spec stands; the queue does not consider them."""
+    refuses as their spec stands; the queue does not consider them. `admission`: the tenant queues (core.tenants):
+    a job is admitted only within its queue's quota."""
     clock = Deadlines(now)
     if classified is None:
         classified, disruption = classify_pool(spec, nodes, now, previous.disruption if previous else None)
@@ -290,7 +293,7 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
                     faulty.setdefault(node, "NodeMissing")
     earlier = previous.defragmentation if previous else None
     first = active_target(earlier, jobs, now)
-    queue = memo.schedule(snapshot, first) if memo is not None else schedule(snapshot, first)
+    queue = memo.schedule(snapshot, first, admission) if memo is not None else schedule(snapshot, first, admission)
     frag_since = fragmented_since(spec, previous, queue, now)
     drains: dict[str, list[tuple[str, DrainRecord]]] = {}
     for node in nodes:

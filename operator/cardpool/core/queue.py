@@ -68,6 +68,7 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
     reservation: Placement | None = None
     empty: Ledger | None = None  # the pool as if every pod had left, to tell "later" from "never"
     tally = admission.tally() if admission is not None else None
+    blocked: dict[str, JobRequest] = {}  # waiting for cards (not for quota, not unplaceable)
     for job in fair_order(queue_order(snapshot.pending, first), first, tally):
         if job.key == first:
             # the size the moves made room for: taking more would take the places found for the moved jobs,
@@ -87,6 +88,7 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
                 tally.add(job.key, placement.cards_by_model())
             continue
         need = f"{job.min_workers} x {job.cards_per_worker} cards of {'/'.join(job.accelerators)}"
+        blocked[job.key] = job
         if reservation is None:
             reservation = _reserve(job, ledger, rates)
             if reservation is not None:
@@ -102,7 +104,7 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
             waiting.append(Waiting(job.key, "BehindReservation", f"needs {need}; waits behind {reservation.job}"))
         else:
             waiting.append(Waiting(job.key, "NoCapacity", f"needs {need}"))
-    return QueuePlan(tuple(admitted), tuple(waiting), reservation,
+    return QueuePlan(tuple(admitted), tuple(_with_room(waiting, blocked, ledger)), reservation,
                      fragmentation(snapshot, {n: ledger.free[n] for n in ledger.free}))
 
 
@@ -162,6 +164,27 @@ def _capped(job: JobRequest, tally: Tally) -> JobRequest:
         return job
     top = max(top, job.min_workers)
     return replace(job, max_workers=top, desired_workers=min(job.desired_workers or top, top))
+
+
+def _with_room(waiting: list[Waiting], blocked: dict[str, JobRequest], ledger: Ledger) -> Iterator[Waiting]:
+    """The waits for cards, each with how far the pool is from fitting the job now, in its own units (what a
+    user can act on: a smaller size, another model). Computed once per shape of job, after the pass."""
+    said: dict[tuple, str] = {}
+    for wait in waiting:
+        job = blocked.get(wait.job)
+        if job is None or wait.reason in NEVER:
+            yield wait
+            continue
+        shape = (job.accelerators, job.cards_per_worker, job.constraint)
+        if shape not in said:
+            allowed = ledger.snapshot.eligible(job.constraint)
+            fits = {m: sum(ledger.free.get(n.name, 0) // job.cards_per_worker
+                           for n in ledger.nodes_by_model.get(m, ())
+                           if n.healthy and n.schedulable and (allowed is None or n.name in allowed))
+                    for m in dict.fromkeys(job.accelerators)}
+            said[shape] = "free now: room for " + ", ".join(f"{n} on {m}" for m, n in fits.items()) + \
+                f" (workers of {job.cards_per_worker} cards)"
+        yield replace(wait, message=f"{wait.message}; {said[shape]}")
 
 
 def _reserve(job: JobRequest, ledger: Ledger, rates: dict[str, float]) -> Placement | None:

@@ -1,7 +1,7 @@
 """Tenant quotas, decided: whether a waiting job's queue allows it now, in which order surplus goes to the
 queues, and which borrowers give cards back when a queue below its guarantee waits. Pure. The pool's queue
-(core.queue.schedule) admits by quota and placement together when given a QueueAdmission; the pool pass does
-not give it one yet (there is no queue API yet), and nothing calls `reclaim` yet.
+(core.queue.schedule) admits by quota and placement together when given a QueueAdmission, which the pool pass
+builds from the TenantQueue objects (core.tenants); nothing carries out `reclaim` yet.
 
 Queues form a tree (an organisation, its teams). Each queue has, per accelerator model, a guaranteed number of
 cards, a borrowing limit (how far above its guarantee it may go) and a cap; a weight for sharing surplus. A
@@ -59,7 +59,7 @@ Usage = Mapping[str, Mapping[str, int]]
 
 
 class Quotas:
-    """A validated tree of queues."""
+    """A validated tree of queues (equal when their queues are)."""
 
     def __init__(self, queues: Iterable[TenantQueue]):
         self.queues = {q.name: q for q in queues}
@@ -78,6 +78,11 @@ class Quotas:
                     raise ValueError(f"queue {q.name}: spec.parent makes a cycle through {node.parent}")
                 seen.add(node.parent)
                 node = self.queues[node.parent]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Quotas) and other.queues == self.queues
+
+    __hash__ = None  # type: ignore[assignment]
 
     def path(self, queue: str) -> list[TenantQueue]:
         """The queue and its ancestors, nearest first."""
@@ -209,6 +214,8 @@ class QueueAdmission:
     quotas: Quotas
     queue_of: Mapping[str, str]
     held: Usage
+    unusable: Mapping[str, str] = field(default_factory=dict)
+    """queue -> why its spec cannot be used: its jobs wait saying so."""
 
     def tally(self) -> Tally:
         return Tally(self, self.quotas.rolled_up(self.held))
@@ -224,22 +231,35 @@ class Tally:
         return self.admission.queue_of.get(job)
 
     def share_of(self, queue: str | None) -> float:
-        """The queue's share now (see Quotas.share); 0 for jobs without a queue."""
-        return self.admission.quotas.share(self.usage, queue) if queue is not None else 0.0
+        """The queue's share now (see Quotas.share); 0 for jobs without a usable queue."""
+        return self.admission.quotas.share(self.usage, queue) if queue in self.admission.quotas.queues else 0.0
 
     def refuses(self, job: str, cards_by_model: Mapping[str, int]) -> Refusal | None:
         """Why the job's queue does not allow these cards (None: it does, or the job has no queue)."""
         queue = self.admission.queue_of.get(job)
         if queue is None:
             return None
+        if (missing := self.missing(queue)) is not None:
+            return missing
         for model, cards in cards_by_model.items():
             if (refusal := self.admission.quotas.allows(self.usage, queue, model, cards)) is not None:
                 return refusal
         return None
 
+    def missing(self, queue: str) -> Refusal | None:
+        """Why a queue that does not exist or cannot be used admits nothing; None when it can."""
+        if queue in self.admission.quotas.queues:
+            return None
+        if (why := self.admission.unusable.get(queue)) is not None:
+            return Refusal(queue, "QueueUnusable", f"queue {queue} cannot be used: {why}")
+        return Refusal(queue, "QueueNotFound", f"spec.queue: no TenantQueue named {queue}")
+
     def allowed(self, job: str, models: tuple[str, ...], cards: int) -> tuple[tuple[str, ...], Refusal | None]:
         """The job's models on which its queue allows `cards` (its minimum), in its order of preference; with
         none, the refusal for its first model."""
+        queue = self.admission.queue_of.get(job)
+        if queue is not None and (missing := self.missing(queue)) is not None:
+            return (), missing
         refusals = {m: self.refuses(job, {m: cards}) for m in models}
         allowed = tuple(m for m in models if refusals[m] is None)
         return allowed, (refusals[models[0]] if models and not allowed else None)
@@ -248,14 +268,14 @@ class Tally:
         """Cards of `model` the job's queue may still take (the tightest cap or borrowing limit on its path);
         None: no limit."""
         queue = self.admission.queue_of.get(job)
-        if queue is None:
+        if queue not in self.admission.quotas.queues:
             return None
         rooms = [bound - held for _, _, bound, held, _ in self.admission.quotas.bounds(self.usage, queue, model)]
         return max(min(rooms), 0) if rooms else None
 
     def add(self, job: str, cards_by_model: Mapping[str, int]) -> None:
         queue = self.admission.queue_of.get(job)
-        if queue is None:
+        if queue not in self.admission.quotas.queues:
             return
         for node in self.admission.quotas.path(queue):
             for model, cards in cards_by_model.items():

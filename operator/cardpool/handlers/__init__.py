@@ -180,6 +180,11 @@ def pools_index(body: kopf.Body, name: str, **_: Any) -> dict:
     return {name: dict(body)}
 
 
+@kopf.index(GROUP, VERSION, "tenantqueues")
+def queues_index(body: kopf.Body, name: str, **_: Any) -> dict:
+    return {name: dict(body)}
+
+
 @kopf.index("policy", "v1", "poddisruptionbudgets")
 def budgets_index(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict:
     return {(namespace, name): observe.budget(body)}
@@ -197,15 +202,17 @@ def checkpoints_index(body: kopf.Body, namespace: str, spec: kopf.Spec, **_: Any
 @kopf.on.event(GROUP, VERSION, "cardpools")
 @kopf.on.event(GROUP, VERSION, "trainingjobs")
 @kopf.on.event(GROUP, VERSION, "checkpoints")
+@kopf.on.event(GROUP, VERSION, "tenantqueues")
 @kopf.on.event("policy", "v1", "poddisruptionbudgets")
 async def indexed(nodes_index: kopf.Index, jobs_index: kopf.Index, pools_index: kopf.Index,
-                  checkpoints_index: kopf.Index, budgets_index: kopf.Index, memo: kopf.Memo, **_: Any) -> None:
+                  checkpoints_index: kopf.Index, budgets_index: kopf.Index, queues_index: kopf.Index,
+                  memo: kopf.Memo, **_: Any) -> None:
     # kopf runs event handlers only once its indexes are populated: from here on they are safe to read
     runtime = _runtime(memo)
     if runtime is None:
         return
     if runtime.indexes is None:
-        runtime.indexes = (nodes_index, jobs_index, pools_index, checkpoints_index, budgets_index)
+        runtime.indexes = (nodes_index, jobs_index, pools_index, checkpoints_index, budgets_index, queues_index)
     runtime.controller.changed()
 
 
@@ -226,14 +233,15 @@ async def node_indexed(name: str, type: str | None, memo: kopf.Memo, **_: Any) -
 def _copy(runtime: Runtime) -> Observations:
     """One copy of the indexes, taken in the event loop between two index updates, and of the informers."""
     assert runtime.indexes is not None
-    nodes, jobs, pools, checkpoints, budgets = runtime.indexes
+    nodes, jobs, pools, checkpoints, budgets, queues = runtime.indexes
     return Observations(nodes=[n for store in nodes.values() for n in store],
                         pods=runtime.own_pods(),
                         jobs={key: list(store) for key, store in jobs.items()},
                         pools={key: next(iter(store)) for key, store in pools.items()},
                         checkpoints={key: tuple(store) for key, store in checkpoints.items()},
                         budgets=tuple(b for store in budgets.values() for b in store),
-                        foreign=runtime.foreign_usage())
+                        foreign=runtime.foreign_usage(),
+                        queues={key: next(iter(store)) for key, store in queues.items()})
 
 
 async def pass_loop(runtime: Runtime) -> None:

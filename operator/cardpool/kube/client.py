@@ -123,8 +123,9 @@ class Kube:
                             "trainingjobs", name, body)
         return updated["metadata"]["resourceVersion"]
 
-    def patch_pool_status(self, name: str, status: dict) -> str:
-        """Returns the resourceVersion the write produced."""
-        updated = self.call(self.custom.patch_cluster_custom_object_status, GROUP, VERSION, "cardpools", name,
+    def patch_pool_status(self, name: str, status: dict, plural: str = "cardpools") -> str:
+        """A cluster-scoped object's status (a CardPool's, or a TenantQueue's with `plural` tenantqueues).
+        Returns the resourceVersion the write produced."""
+        updated = self.call(self.custom.patch_cluster_custom_object_status, GROUP, VERSION, plural, name,
                             {"status": status})
         return updated["metadata"]["resourceVersion"]

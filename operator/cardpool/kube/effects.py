@@ -12,7 +12,8 @@ from kubernetes.client.exceptions import ApiException
 
 from cardpool.api.cardpool import CardPoolStatus
 from cardpool.api.conditions import set_condition
-from cardpool.api.keys import GROUP, VERSION
+from cardpool.api.keys import GROUP, TENANTQUEUE_PLURAL, VERSION
+from cardpool.api.tenantqueue import TenantQueueStatus
 from cardpool.api.trainingjob import TrainingJobStatus
 from cardpool.core.observed import ObservedJob
 from cardpool.core.plan import Verdict
@@ -93,6 +94,11 @@ def delete_job(kube: Kube, namespace: str, name: str) -> None:
 def write_pool_status(kube: Kube, name: str, status: CardPoolStatus) -> int:
     """The pool's new status; returns the resourceVersion it produced."""
     return version(kube.patch_pool_status(name, status_patch(status)))
+
+
+def write_queue_status(kube: Kube, name: str, status: TenantQueueStatus) -> int:
+    """A TenantQueue's new status; returns the resourceVersion it produced."""
+    return version(kube.patch_pool_status(name, status_patch(status), TENANTQUEUE_PLURAL))
 
 
 def post_event(kube: Kube, job: ObservedJob, type_: str, reason: str, message: str, now: datetime) -> None:
