@@ -54,7 +54,10 @@ class TenantQueueSpec(ApiModel):
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["model"]})
     """Per accelerator model; a model not listed has no guarantee and no limit here."""
     min_runtime_seconds: int = Field(600, ge=0, le=86400)
-    """A job of this queue running for less than this is never stopped to give cards back."""
+    """A job of this queue running for less than this is never stopped to give borrowed cards back."""
+    max_reclaims_per_hour: int = Field(2, ge=0, le=100)
+    """A job of this queue is stopped to give borrowed cards back at most this many times an hour (0: never
+    stopped for reclaim; its queue should then not borrow much)."""
 
 
 class ModelUsage(ApiModel):

@@ -46,6 +46,7 @@ RANK0_DECIDES = {Framework.PYTORCH, Framework.DEEPSPEED, Framework.MEGATRON}
 
 
 MIGRATED = "Migrated"
+RECLAIMED = "Reclaimed"
 SPEC_CHANGED = "SpecChanged"
 
 
@@ -75,6 +76,7 @@ class _Decision:
     migrate: str | None
     group_rates: Mapping[str, float]
     refusal: PodRefusal | None
+    reclaim: str | None = None
 
     @property
     def now(self) -> datetime:
@@ -107,7 +109,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
              faulty_nodes: Mapping[str, str] = _NONE, grow_to: int | None = None,
              migrate: str | None = None, group_rates: Mapping[str, float] = MappingProxyType({}),
              stuck_after: timedelta | None = None, refusal: PodRefusal | None = None,
-             fault_rates: Mapping[str, GroupRate] | None = None) -> JobPlan:
+             fault_rates: Mapping[str, GroupRate] | None = None, reclaim: str | None = None) -> JobPlan:
     """`faulty_nodes`: node -> fault reason. `grow_to`: the size the job could restart at now, when the pool
     pass found room for more than it runs with (see core.pool). `migrate`: defragmentation moves the job
     (why, see core.migrations). `group_rates`: relative throughput per node group. `stuck_after`: how long a
@@ -115,6 +117,8 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
     `refusal`: the API server refuses the job's worker pod as its spec now stands: no attempt starts, and a
     starting one is rolled back, until the spec changes or the refusal is lifted. `fault_rates`: per node group,
     its fault rate, from which the job's checkpoint advice follows (None: the advice is left as it is).
+    `reclaim`: the job's queue lent cards that their owner's queue takes back (why, see core.reclaim): the
+    attempt stops with a graceful save and the job waits in the queue again.
 
     What every job gets first (checkpoints judged, pods of no live attempt deleted, rank 0's progress taken,
     pods stuck on lost nodes removed), then the transition of its phase (PHASES), then the fields that follow
@@ -135,7 +139,7 @@ def plan_job(job: ObservedJob, now: datetime, offer: Placement | None = None, wa
         plan.force_delete = [p.name for p in job.pods if p.deleting and faulty_nodes.get(p.node or "") in LOST
                              and p.deleting_since is not None and clock.reached(p.deleting_since + stuck_after)]
     d = _Decision(job, old, status, plan, clock, current, offer, waiting, faulty_nodes, grow_to, migrate,
-                  group_rates, refusal)
+                  group_rates, refusal, reclaim)
     transition = _suspended if job.spec.suspend and phase not in FINISHED else PHASES[phase]
     phase, reason, message = transition(d)
     _conclude(d, phase, reason, message, fault_rates)
@@ -316,6 +320,16 @@ def _moved(d: _Decision, live: _Live) -> Outcome | None:
     return Phase.RESTARTING, "Migrating", message
 
 
+def _reclaimed(d: _Decision, live: _Live) -> Outcome | None:
+    if d.reclaim is None or not live.all_running:
+        return None
+    d.stop_attempt(RECLAIMED, planned=True)
+    d.status.restarts.uncounted += 1
+    message = f"attempt {d.status.attempt} stops with a graceful save and waits in its queue: {d.reclaim}"
+    d.plan.events.append(Event("Normal", "Reclaimed", message))
+    return Phase.RESTARTING, "Reclaimed", message
+
+
 def _grown(d: _Decision, live: _Live) -> Outcome | None:
     if not live.all_running or not _grow_now(d.job, d.status, len(live.slots), d.grow_to, d.clock):
         return None
@@ -345,10 +359,11 @@ def _goes_on(d: _Decision, live: _Live) -> Outcome:
 
 
 LIVE: tuple[Callable[[_Decision, _Live], Outcome | None], ...] = (
-    _done, _failed, _rolled_back, _spec_changed, _start_timed_out, _moved, _grown, _goes_on)
+    _done, _failed, _rolled_back, _spec_changed, _start_timed_out, _moved, _reclaimed, _grown, _goes_on)
 """A live attempt, in order: success first (rank 0 done beats the others' ends); a failure (a faulty node under
 a rank, a failed or vanished rank, a hang); a refusal rolls a starting gang back; a spec edit restarts it; a
-gang that did not start in time is rolled back; a defragmentation move; growing; else it goes on."""
+gang that did not start in time is rolled back; a defragmentation move; lent cards taken back; growing; else
+it goes on."""
 
 PHASES: dict[Phase, Callable[[_Decision], Outcome]] = {
     Phase.SUCCEEDED: _finished, Phase.FAILED: _finished, Phase.SUSPENDED: _between_attempts,

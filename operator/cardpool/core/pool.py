@@ -27,6 +27,7 @@ from .observed import DrainRecord, ObservedBudget, ObservedJob, ObservedNode, Ob
 from .plan import JobPlan
 from .queue import NEVER, QueuePlan, queue_order, schedule
 from .quota import QueueAdmission
+from .reclaim import plan_reclaim
 from .sizing import resize
 from .snapshot import Allocation, Group, Node, Snapshot, Worker
 
@@ -313,6 +314,11 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
     clock.note(disruption_ends_at(disruption, spec.health.disruption_grace_seconds))
     offers = {p.job: p for p in queue.admitted}
     waits = {w.job: w for w in queue.waiting}
+    stops: dict[str, str] = {}
+    if admission is not None and queue.waiting and not defrag.migrate:  # one of them makes room at a time
+        reclaims = plan_reclaim(admission, queue, decidable, now)
+        waits.update(reclaims.waits)
+        stops = reclaims.stops
     growth = room_to_grow(snapshot, queue, decidable) if not defrag.migrate else {}
     rates = {g.name: g.accelerator.relative_throughput for g in spec.node_groups}
     stuck = timedelta(seconds=spec.health.stuck_terminating_seconds)
@@ -329,12 +335,12 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
             plans.append(JobPlan(job.key, job.status, status_changed=False, settling=True))
             continue
         inputs = (offers.get(job.key), waits.get(job.key), growth.get(job.key), defrag.migrate.get(job.key),
-                  refusals.get(job.key))
+                  refusals.get(job.key), stops.get(job.key))
         plan = memo.get(job, inputs, now) if memo is not None else None
         if plan is None:
-            offer, wait, grow_to, migrate, refusal = inputs
+            offer, wait, grow_to, migrate, refusal, stop = inputs
             plan = plan_job(job, now, offer, wait, faulty, grow_to, migrate, rates, stuck_after=stuck,
-                            refusal=refusal, fault_rates=faults)
+                            refusal=refusal, fault_rates=faults, reclaim=stop)
             if memo is not None:
                 memo.put(job, inputs, plan)
                 memo.rest(job, plan)

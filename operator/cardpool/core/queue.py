@@ -109,18 +109,31 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
 
 
 def fair_order(order: list[JobRequest], first: str | None, tally: Tally | None) -> Iterator[JobRequest]:
-    """`order` (queue order) with tenant queues: within a priority, the next job is the head of the queue holding
-    the least surplus for its weight now (after this pass's admissions so far), submission order within a
-    queue and between equal shares; jobs without a queue count as holding none."""
+    """`order` (queue order) with tenant queues. Jobs whose queue stays within its guarantee go before jobs
+    that would borrow, whatever their priority (as Kueue's scheduler does): a job whose cards were taken back
+    for a queue below its guarantee can never take them back in turn. Then, within a priority, the next job
+    is the head of the queue holding the least surplus for its weight now (after this pass's admissions so
+    far), submission order within a queue and between equal shares; jobs without a queue count as holding
+    none and as not borrowing."""
     if tally is None:
         yield from order
         return
+    head = [j for j in order if j.key == first]
+    rest = [j for j in order if j.key != first]
+    within = [j for j in rest if not tally.would_borrow(j.key, j.accelerators, j.min_workers * j.cards_per_worker)]
+    kept = {j.key for j in within}
+    yield from head
+    for part in (within, [j for j in rest if j.key not in kept]):
+        yield from _fair_lanes(part, tally)
+
+
+def _fair_lanes(order: list[JobRequest], tally: Tally) -> Iterator[JobRequest]:
     start = 0
     while start < len(order):
-        level = (order[start].key != first, -order[start].priority)
+        level = -order[start].priority
         end = start
         lanes: dict[str | None, deque[JobRequest]] = {}
-        while end < len(order) and (order[end].key != first, -order[end].priority) == level:
+        while end < len(order) and -order[end].priority == level:
             lanes.setdefault(tally.queue(order[end].key), deque()).append(order[end])
             end += 1
         while lanes:

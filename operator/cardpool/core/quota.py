@@ -207,6 +207,15 @@ def reclaim(quotas: Quotas, usage: Usage, claimant: str, model: str, needed: int
 
 
 @dataclass(frozen=True)
+class Protection:
+    """A queue's protection of its running jobs from reclaim."""
+
+    min_runtime: timedelta = timedelta(minutes=10)
+    max_per_hour: int = 2
+    """Times a job may be stopped for reclaim in an hour."""
+
+
+@dataclass(frozen=True)
 class QueueAdmission:
     """What one pass of the pool's queue needs of the tenants: their tree, which queue each job belongs to (a
     job without one is not limited), and what the queues' jobs hold (by queue and model, not rolled up)."""
@@ -216,6 +225,8 @@ class QueueAdmission:
     held: Usage
     unusable: Mapping[str, str] = field(default_factory=dict)
     """queue -> why its spec cannot be used: its jobs wait saying so."""
+    protection: Mapping[str, Protection] = field(default_factory=dict)
+    """queue -> how its running jobs are protected from reclaim (default: Protection())."""
 
     def tally(self) -> Tally:
         return Tally(self, self.quotas.rolled_up(self.held))
@@ -263,6 +274,14 @@ class Tally:
         refusals = {m: self.refuses(job, {m: cards}) for m in models}
         allowed = tuple(m for m in models if refusals[m] is None)
         return allowed, (refusals[models[0]] if models and not allowed else None)
+
+    def would_borrow(self, job: str, models: Iterable[str], cards: int) -> bool:
+        """Whether admitting `cards` on any of the job's models would take its queue above its guarantee (a job
+        without a usable queue does not borrow)."""
+        queue = self.admission.queue_of.get(job)
+        if queue not in self.admission.quotas.queues:
+            return False
+        return not any(self.admission.quotas.below_guarantee(self.usage, queue, m, cards) for m in models)
 
     def room(self, job: str, model: str) -> int | None:
         """Cards of `model` the job's queue may still take (the tightest cap or borrowing limit on its path);

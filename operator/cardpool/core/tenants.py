@@ -10,15 +10,15 @@ stops, and a crash loses nothing."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from cardpool.api.conditions import set_condition
 from cardpool.api.tenantqueue import ModelUsage, TenantQueueSpec, TenantQueueStatus
 from cardpool.api.trainingjob import Phase
 
 from .observed import ObservedJob
-from .quota import Limit, QueueAdmission, Quotas, TenantQueue
+from .quota import Limit, Protection, QueueAdmission, Quotas, TenantQueue
 
 WAITING = (Phase.QUEUED, Phase.RESTARTING)
 HOLDING = (Phase.STARTING, Phase.RUNNING)
@@ -34,6 +34,7 @@ class Tenants:
     """namespace -> the queue its jobs belong to unless they name one."""
     unusable: Mapping[str, str]
     """queue -> why its spec cannot be used (a message naming the field)."""
+    protection: Mapping[str, Protection] = field(default_factory=dict)
 
 
 def tenants(specs: Mapping[str, TenantQueueSpec]) -> Tenants:
@@ -68,7 +69,9 @@ def tenants(specs: Mapping[str, TenantQueueSpec]) -> Tenants:
                           spec.parent, float(spec.weight))
               for name, spec in sorted(specs.items()) if name not in unusable]
     namespaces = {ns: q for ns, q in claimed.items() if q not in unusable}
-    return Tenants(Quotas(usable), namespaces, unusable)
+    protection = {name: Protection(timedelta(seconds=spec.min_runtime_seconds), spec.max_reclaims_per_hour)
+                  for name, spec in specs.items()}
+    return Tenants(Quotas(usable), namespaces, unusable, protection)
 
 
 def queue_of(job: ObservedJob, namespaces: Mapping[str, str]) -> str | None:
@@ -97,7 +100,7 @@ def admission(found: Tenants, jobs: Iterable[ObservedJob]) -> QueueAdmission:
             mine = held.setdefault(queue, {})
             for model, cards in held_cards(job).items():
                 mine[model] = mine.get(model, 0) + cards
-    return QueueAdmission(found.quotas, queue_for, held, found.unusable)
+    return QueueAdmission(found.quotas, queue_for, held, found.unusable, found.protection)
 
 
 def queue_statuses(specs: Mapping[str, tuple[TenantQueueSpec, int, TenantQueueStatus | None]], found: Tenants,
