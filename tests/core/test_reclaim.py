@@ -168,3 +168,15 @@ def test_defragmentation_and_reclaim_never_both_make_room_in_one_pass() -> None:
     plan = reconcile_pool(DEFRAGMENTING, 1, None, NODES, jobs, NOW, admission=admission(tenants(queues()), jobs))
     reasons = {p.job: next(c for c in p.status.conditions if c.type == "Ready").reason for p in plan.jobs}
     assert reasons["a/elastic"] == "Migrating" and reasons["a/a1"] == "Running"
+
+
+def test_an_elastic_borrower_grows_only_as_far_as_its_queue_may_borrow() -> None:
+    """Half of the pool idle, team a may borrow 8 more cards: its elastic job grows by one worker, not four."""
+    specs = queues(a={"quotas": [{"model": "H800", "guaranteed": 32, "borrowingLimit": 8}]})
+    small = running("elastic", 0, 4, min_workers=2)
+    small = replace(small, spec=spec_of(8, 2), status=small.status.model_copy(update={
+        "larger_size_since": NOW - timedelta(hours=1)}))
+    plan = reconcile_pool(POOL, 1, None, NODES, [small], NOW, admission=admission(tenants(specs), [small]))
+    growing = plan.jobs[0]
+    assert growing.status.phase == Phase.RESTARTING
+    assert growing.status.history[-1].end_reason == "GrowTo5"

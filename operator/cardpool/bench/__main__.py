@@ -1,4 +1,4 @@
-"""python -m cardpool.bench planner|defrag|pass|goodput|start|recovery|scale [--quick]
+"""python -m cardpool.bench planner|defrag|pass|goodput|simspeed|quota|start|recovery|scale [--quick]
 
 `goodput` (cardpool.bench.goodput): one 10,000-card job through 14 simulated days of faults (one per 3 h) in
 the simulator, where the operator's own pass decides: {"ettr": {"async"|"blocking": {"cardpool",
@@ -8,6 +8,11 @@ the simulator, where the operator's own pass decides: {"ettr": {"async"|"blockin
 days of each, simspeed's quick run.
 `simspeed` (cardpool.bench.simspeed): the simulator's speed at the seeds' scale, {"sim_30d_10k_s", "passes",
 ...}: 30 days, 1,250 nodes, 2,000 jobs, default failures. `--quick`: 3 days and 200 jobs ({"sim_s", ...}).
+
+`quota` (cardpool.bench.quota): tenant queues with borrowing and checkpoint-aware reclaim against strict
+partitioning, on a seeded two-tenant workload in the simulator: {"guarantee_p95_s", "utilisation",
+"utilisation_strict", "utilisation_gain_points", "preemptions_per_job", "lost_work_card_s",
+"lost_work_card_s_kill", ...}. `--quick`: one seed, one day.
 
 `pass` (cardpool.bench.passcost): the controller's pass at 1,250 nodes, 1,000 jobs and ~8,600 pods without a
 cluster: {"cold_ms", "idle_ms", "changed_ms_median", "changed_ms_p95", "api_calls"}.
@@ -173,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     if name in CLUSTER_BENCHMARKS:  # with their own options (--fleet, --other-pods, --help, ...)
         return cluster_benchmark(name, argv)
     parser = argparse.ArgumentParser(prog="python -m cardpool.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["planner", "defrag", "pass", "goodput", "simspeed", *CLUSTER_BENCHMARKS])
+    parser.add_argument("what", choices=["planner", "defrag", "pass", "goodput", "simspeed", "quota",
+                                         *CLUSTER_BENCHMARKS])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and seeds (a smoke run)")
     args = parser.parse_args(argv)
     repeats, seeds, jobs = (3, [1], 300) if args.quick else (21, [1, 2, 3], 1500)
@@ -189,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         from .simspeed import run as simspeed
 
         print(json.dumps(simspeed(*((3.0, 200) if args.quick else (30.0, 2000)))))
+        return 0
+    if args.what == "quota":
+        from .quota import run as quota
+
+        print(json.dumps(quota(quick=args.quick)))
         return 0
     if args.what == "pass":
         from .passcost import run

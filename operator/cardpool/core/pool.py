@@ -8,7 +8,7 @@ exist, so a job between attempts never frees cards its old pods still use.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus, Disruption, GroupStatus, HeldNode, NodeGroup
@@ -26,10 +26,10 @@ from .migrations import HOUR, TARGET_TIMEOUT, active_target, decide_defrag
 from .observed import DrainRecord, ObservedBudget, ObservedJob, ObservedNode, ObservedPod, PodRefusal
 from .plan import JobPlan
 from .queue import NEVER, QueuePlan, queue_order, schedule
-from .quota import QueueAdmission
+from .quota import QueueAdmission, Tally
 from .reclaim import plan_reclaim
 from .sizing import resize
-from .snapshot import Allocation, Group, Node, Snapshot, Worker
+from .snapshot import Allocation, Group, JobRequest, Node, Snapshot, Worker
 
 
 @dataclass
@@ -316,10 +316,10 @@ def reconcile_pool(spec: CardPoolSpec, generation: int, previous: CardPoolStatus
     waits = {w.job: w for w in queue.waiting}
     stops: dict[str, str] = {}
     if admission is not None and queue.waiting and not defrag.migrate:  # one of them makes room at a time
-        reclaims = plan_reclaim(admission, queue, decidable, now)
+        reclaims = plan_reclaim(admission, queue, decidable, free_by_model(snapshot, queue), now)
         waits.update(reclaims.waits)
         stops = reclaims.stops
-    growth = room_to_grow(snapshot, queue, decidable) if not defrag.migrate else {}
+    growth = room_to_grow(snapshot, queue, decidable, admission) if not defrag.migrate else {}
     rates = {g.name: g.accelerator.relative_throughput for g in spec.node_groups}
     stuck = timedelta(seconds=spec.health.stuck_terminating_seconds)
     if memo is not None:
@@ -411,11 +411,26 @@ def fragmented_since(spec: CardPoolSpec, previous: CardPoolStatus | None, queue:
     return out
 
 
-def room_to_grow(snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob]) -> dict[str, int]:
+def free_by_model(snapshot: Snapshot, queue: QueuePlan) -> dict[str, int]:
+    """Cards of each model free for new workers once the pass's admissions are placed."""
+    free = snapshot.free()
+    out: dict[str, int] = {}
+    for node in snapshot.nodes:
+        if node.healthy and node.schedulable:
+            out[node.model] = out.get(node.model, 0) + free.get(node.name, 0)
+    for placement in queue.admitted:
+        for model, cards in placement.cards_by_model().items():
+            out[model] = out.get(model, 0) - cards
+    return out
+
+
+def room_to_grow(snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob],
+                 admission: QueueAdmission | None = None) -> dict[str, int]:
     """The running job below its target size that could restart larger now (at most one a pass, the first
     in queue order, so two jobs never stop for the same room), with the size it would get. Growth never
     competes with waiting jobs: none when the queue admits or keeps waiting any job (those that cannot fit
-    even an empty pool aside), or a job is between attempts (backing off, awaiting a save or its old pods)."""
+    even an empty pool aside), or a job is between attempts (backing off, awaiting a save or its old pods).
+    With tenant queues, a job grows only as far as its queue may still take cards (`admission`)."""
     if queue.admitted or any(w.reason not in NEVER for w in queue.waiting):
         return {}
     if any(j.status.phase == Phase.RESTARTING or (j.status.phase == Phase.QUEUED and j.status.attempt > 0)
@@ -423,11 +438,30 @@ def room_to_grow(snapshot: Snapshot, queue: QueuePlan, jobs: list[ObservedJob]) 
         return {}
     growing = {j.key: j for j in jobs if j.status.phase == Phase.RUNNING
                and j.status.workers < (j.spec.workers.size.desired or j.spec.workers.size.max)}
+    tally = admission.tally() if admission is not None else None
     for req in queue_order([request(j) for j in growing.values()]):
-        grown = resize(snapshot, req, growing[req.key].status.workers)
+        workers = growing[req.key].status.workers
+        if tally is not None and (req := _within_quota(req, growing[req.key], workers, tally)) is None:
+            continue
+        grown = resize(snapshot, req, workers)
         if grown.can_grow and grown.size is not None:
             return {req.key: grown.size}
     return {}
+
+
+def _within_quota(req: JobRequest, job: ObservedJob, workers: int, tally: Tally) -> JobRequest | None:
+    """The job's request capped at what its queue may still take on the models it runs on; None when that is
+    no more than it has."""
+    rooms = [tally.room(req.key, model) for model in dict.fromkeys(g.accelerator for g in job.status.placement)]
+    if not rooms or None in rooms:
+        return req
+    extra = min(r for r in rooms if r is not None) // req.cards_per_worker // req.unit * req.unit
+    if extra <= 0:
+        return None
+    top = min(req.max_workers, workers + extra)
+    return replace(req, max_workers=top, desired_workers=min(req.desired_workers or top, top))
+
+
 def group_tallies(spec: CardPoolSpec, snapshot: Snapshot, foreign: Foreign | None) -> dict[str, _Tally]:
     """Each group's figures, in one pass over the nodes."""
     used = snapshot.used()

@@ -69,7 +69,9 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
     empty: Ledger | None = None  # the pool as if every pod had left, to tell "later" from "never"
     tally = admission.tally() if admission is not None else None
     blocked: dict[str, JobRequest] = {}  # waiting for cards (not for quota, not unplaceable)
-    for job in fair_order(queue_order(snapshot.pending, first), first, tally):
+    order = queue_order(snapshot.pending, first)
+    within = within_guarantee(order, tally) if tally is not None else set()
+    for job in fair_order(order, first, tally, within):
         if job.key == first:
             # the size the moves made room for: taking more would take the places found for the moved jobs,
             # which would then wait, and move it back (it grows later like any elastic job)
@@ -77,7 +79,7 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
         if tally is None:
             placement = place(job, ledger, rates)
         else:
-            placement, refused, job = _place_within_quota(job, ledger, rates, tally)
+            placement, refused, job = _place_within_quota(job, ledger, rates, tally, job.key in within)
             if refused is not None:
                 waiting.append(refused)
                 continue
@@ -108,7 +110,13 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
                      fragmentation(snapshot, {n: ledger.free[n] for n in ledger.free}))
 
 
-def fair_order(order: list[JobRequest], first: str | None, tally: Tally | None) -> Iterator[JobRequest]:
+def within_guarantee(order: list[JobRequest], tally: Tally) -> set[str]:
+    """The jobs whose queue stays within its guarantee with them (at their minimum size), as the pass begins."""
+    return {j.key for j in order if not tally.would_borrow(j.key, j.accelerators, j.min_workers * j.cards_per_worker)}
+
+
+def fair_order(order: list[JobRequest], first: str | None, tally: Tally | None,
+               within: set[str] | None = None) -> Iterator[JobRequest]:
     """`order` (queue order) with tenant queues. Jobs whose queue stays within its guarantee go before jobs
     that would borrow, whatever their priority (as Kueue's scheduler does): a job whose cards were taken back
     for a queue below its guarantee can never take them back in turn. Then, within a priority, the next job
@@ -118,12 +126,10 @@ def fair_order(order: list[JobRequest], first: str | None, tally: Tally | None) 
     if tally is None:
         yield from order
         return
-    head = [j for j in order if j.key == first]
+    within = within_guarantee(order, tally) if within is None else within
+    yield from (j for j in order if j.key == first)
     rest = [j for j in order if j.key != first]
-    within = [j for j in rest if not tally.would_borrow(j.key, j.accelerators, j.min_workers * j.cards_per_worker)]
-    kept = {j.key for j in within}
-    yield from head
-    for part in (within, [j for j in rest if j.key not in kept]):
+    for part in ([j for j in rest if j.key in within], [j for j in rest if j.key not in within]):
         yield from _fair_lanes(part, tally)
 
 
@@ -144,32 +150,34 @@ def _fair_lanes(order: list[JobRequest], tally: Tally) -> Iterator[JobRequest]:
         start = end
 
 
-def _place_within_quota(job: JobRequest, ledger: Ledger, rates: dict[str, float],
-                        tally: Tally) -> tuple[Placement | None, Waiting | None, JobRequest]:
+def _place_within_quota(job: JobRequest, ledger: Ledger, rates: dict[str, float], tally: Tally,
+                        guaranteed: bool) -> tuple[Placement | None, Waiting | None, JobRequest]:
     """(placement, None, job) where the job's queue allows it; (None, why, job) when its queue allows it on
     none of its models; (None, None, job) when the quota allows it but nothing fits now (`job` then as the
     reservation should see it: on the models its queue allows). An elastic job is sized to what its quota
-    allows; a placement the quota refuses (larger on a model with less room) is tried one model at a time."""
+    allows (`guaranteed`: placed before the jobs that borrow, it is sized to stay within its queue's guarantee,
+    so a job stopped to give borrowed cards back never takes them back by coming back larger); a placement the
+    quota refuses (larger on a model with less room) is tried one model at a time."""
     models, refusal = tally.allowed(job.key, job.accelerators, job.min_workers * job.cards_per_worker)
     if refusal is not None:
         return None, Waiting(job.key, refusal.reason, refusal.message), job
     if models != job.accelerators:
         job = replace(job, accelerators=models)
-    placement = place(_capped(job, tally), ledger, rates)
+    placement = place(_capped(job, tally, guaranteed), ledger, rates)
     if placement is None or tally.refuses(job.key, placement.cards_by_model()) is None:
         return placement, None, job
     for model in models:
-        one = place(_capped(replace(job, accelerators=(model,)), tally), ledger, rates)
+        one = place(_capped(replace(job, accelerators=(model,)), tally, guaranteed), ledger, rates)
         if one is not None and tally.refuses(job.key, one.cards_by_model()) is None:
             return one, None, job
     refusal = tally.refuses(job.key, placement.cards_by_model())
     return None, Waiting(job.key, refusal.reason, refusal.message), job
 
 
-def _capped(job: JobRequest, tally: Tally) -> JobRequest:
+def _capped(job: JobRequest, tally: Tally, guaranteed: bool = False) -> JobRequest:
     """The job at most as large as its queue's room on its models allows (the roomiest; unchanged when one of
-    them is not limited)."""
-    rooms = [tally.room(job.key, m) for m in job.accelerators]
+    them is not limited); `guaranteed`: the room within its queue's guarantee."""
+    rooms = [tally.room(job.key, m, guaranteed) for m in job.accelerators]
     if None in rooms or not rooms:
         return job
     top = max(rooms) // job.cards_per_worker // job.unit * job.unit

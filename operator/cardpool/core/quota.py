@@ -283,13 +283,17 @@ class Tally:
             return False
         return not any(self.admission.quotas.below_guarantee(self.usage, queue, m, cards) for m in models)
 
-    def room(self, job: str, model: str) -> int | None:
-        """Cards of `model` the job's queue may still take (the tightest cap or borrowing limit on its path);
-        None: no limit."""
+    def room(self, job: str, model: str, guaranteed: bool = False) -> int | None:
+        """Cards of `model` the job's queue may still take (the tightest cap or borrowing limit on its path; with
+        `guaranteed`, also no more than its own guarantee leaves); None: no limit."""
         queue = self.admission.queue_of.get(job)
         if queue not in self.admission.quotas.queues:
             return None
         rooms = [bound - held for _, _, bound, held, _ in self.admission.quotas.bounds(self.usage, queue, model)]
+        if guaranteed:
+            limit = self.admission.quotas.queues[queue].limits.get(model)
+            if limit is not None:
+                rooms.append(limit.guaranteed - self.usage.get(queue, {}).get(model, 0))
         return max(min(rooms), 0) if rooms else None
 
     def add(self, job: str, cards_by_model: Mapping[str, int]) -> None:

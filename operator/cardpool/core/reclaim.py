@@ -7,8 +7,9 @@ within what its queue may still borrow): core.lifecycle carries the stop out. No
 queue ends within its guarantee, the queue pass places jobs that stay within their guarantee before any that
 would borrow (core.queue.fair_order), and a victim's queue keeps at least its own guarantee. A job within its
 queue's minimum runtime, or already stopped `max_per_hour` times for reclaim in the last hour, is never a
-victim. Cards already being given back (victims still saving or ending) count towards the claim, so a claim
-does not take more victims on every pass while the first ones save."""
+victim. Cards already being given back (victims still saving or ending) and cards free count towards the claim,
+so a claim does not take more victims on every pass while the first ones save. A job waiting behind the
+reservation of one that nothing frees claims nothing: the cards would go to neither."""
 
 from __future__ import annotations
 
@@ -36,8 +37,10 @@ class ReclaimPlan:
     """Claimant job key -> its wait, saying whom it waits for."""
 
 
-def plan_reclaim(admission: QueueAdmission, queue: QueuePlan, jobs: list[ObservedJob], now: datetime) -> ReclaimPlan:
-    """`jobs`: the pool's jobs that may be decided now."""
+def plan_reclaim(admission: QueueAdmission, queue: QueuePlan, jobs: list[ObservedJob], free: Mapping[str, int],
+                 now: datetime) -> ReclaimPlan:
+    """`jobs`: the pool's jobs that may be decided now; `free`: the cards of each model free once this pass's
+    admissions are placed (a claim takes back only what they do not cover)."""
     plan = ReclaimPlan()
     quotas = admission.quotas
     tally = admission.tally()
@@ -46,12 +49,17 @@ def plan_reclaim(admission: QueueAdmission, queue: QueuePlan, jobs: list[Observe
     usage = tally.usage
     by_key = {j.key: j for j in jobs}
     freeing = _being_given_back(jobs)
+    for model, cards in free.items():
+        freeing[model] = freeing.get(model, 0) + cards
     candidates = [c for j in jobs if (c := _candidate(j, admission, quotas, usage, now)) is not None]
     for wait in queue.waiting:
         job = by_key.get(wait.job)
         claimant = admission.queue_of.get(wait.job)
         if job is None or wait.reason not in WAITS_FOR_CARDS or claimant not in quotas.queues:
             continue
+        if wait.reason == "BehindReservation" and (queue.reservation is None or (
+                queue.reservation.job not in plan.waits)):
+            continue  # cards given back would wait for the reservation's holder, which nothing is freeing
         need = job.spec.workers.size.min * job.spec.workers.cards_per_worker
         model = next((m for m in job.spec.placement.accelerators
                       if quotas.below_guarantee(usage, claimant, m, need)), None)
@@ -60,9 +68,10 @@ def plan_reclaim(admission: QueueAdmission, queue: QueuePlan, jobs: list[Observe
         coming = min(freeing.get(model, 0), need)
         freeing[model] = freeing.get(model, 0) - coming
         if coming >= need:
-            plan.waits[wait.job] = replace(wait, reason="WaitingForReclaim", message=(
-                f"{wait.message}; queue {claimant} is below its guarantee of {model}: waiting for the cards lent "
-                f"to other queues to come back (their jobs save and stop)"))
+            if _giving_back(jobs):
+                plan.waits[wait.job] = replace(wait, reason="WaitingForReclaim", message=(
+                    f"{wait.message}; queue {claimant} is below its guarantee of {model}: waiting for the cards "
+                    f"lent to other queues to come back (their jobs save and stop)"))
             continue
         found = reclaim(quotas, usage, claimant, model, need - coming, candidates, now, timedelta(0))
         if found is None:
@@ -80,6 +89,10 @@ def plan_reclaim(admission: QueueAdmission, queue: QueuePlan, jobs: list[Observe
             f"{wait.message}; queue {claimant} is below its guarantee of {model}: taking back lent cards from "
             f"{', '.join(victims)} (a graceful save, then they stop)"))
     return plan
+
+
+def _giving_back(jobs: list[ObservedJob]) -> bool:
+    return any(j.pods and j.status.history and j.status.history[-1].end_reason == RECLAIMED for j in jobs)
 
 
 def _being_given_back(jobs: list[ObservedJob]) -> dict[str, int]:

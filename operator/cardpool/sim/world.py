@@ -21,18 +21,20 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from cardpool.api.cardpool import CardPoolSpec, CardPoolStatus
 from cardpool.api.keys import TAINT_DRAIN
+from cardpool.api.tenantqueue import TenantQueueSpec
 from cardpool.api.trainingjob import Phase, TrainingJobSpec, TrainingJobStatus
 from cardpool.core.attempts import pod_name, pod_shape
 from cardpool.core.drain import DrainPlan, members, plan_drains
 from cardpool.core.observed import ObservedCheckpoint, ObservedJob, ObservedNode, ObservedPod, ObservedProgress
 from cardpool.core.plan import JobPlan
 from cardpool.core.pool import PlanMemo, reconcile_pool
+from cardpool.core.tenants import admission, tenants
 
 from .faults import Fault, FaultModel, faults
 from .trainer import Run, Timeline, TrainerModel
@@ -65,6 +67,8 @@ class JobTrace:
     """Seconds per step at `max_workers` on cards of relative throughput 1.0."""
     priority: int = 0
     mode: str = "Homogeneous"
+    queue: str | None = None
+    """Its TenantQueue (World's `queues`), if any."""
 
 
 def job_spec(trace: JobTrace, trainer: TrainerModel) -> TrainingJobSpec:
@@ -72,7 +76,7 @@ def job_spec(trace: JobTrace, trainer: TrainerModel) -> TrainingJobSpec:
     first attempt is advised an interval too), node faults not counted against the restart budget (as the
     examples do)."""
     return TrainingJobSpec.model_validate({
-        "pool": POOL, "framework": "PyTorch", "priority": trace.priority,
+        "pool": POOL, "framework": "PyTorch", "priority": trace.priority, "queue": trace.queue,
         "workers": {"cardsPerWorker": trace.cards_per_worker,
                     "size": {"min": trace.min_workers, "max": trace.max_workers},
                     "template": {"spec": {"containers": [{"name": "trainer", "image": "sim"}]}}},
@@ -156,11 +160,13 @@ class World:
     def __init__(self, pool: CardPoolSpec, nodes: Iterable[tuple[ObservedNode, str]], jobs: Iterable[JobTrace],
                  trainer: TrainerModel, fault_model: FaultModel | None, horizon_s: float, seed: int = 1,
                  sample_every_s: float = 3600.0,
-                 scripted: Iterable[Fault] = ()):
-        """`fault_model`: random faults (None: none). `scripted`: faults at given times, besides.
+                 scripted: Iterable[Fault] = (), queues: Mapping[str, TenantQueueSpec] | None = None):
+        """`fault_model`: random faults (None: none). `scripted`: faults at given times, besides. `queues`:
+        tenant queues (the jobs name theirs, JobTrace.queue), admitted by as the controller does.
         A trainer model without an interval saves at the operator's advice for each attempt, as a trainer
         using cardpool.runtime.SaveSchedule does."""
         self.pool, self.trainer, self.horizon = pool, trainer, horizon_s
+        self.tenants = tenants(queues) if queues else None
         self.t = 0.0
         self.nodes: Changes = Changes()
         """name -> node."""
@@ -251,7 +257,8 @@ class World:
         jobs = list(self.jobs.values())
         held = {name: hold for name, hold in drains.held.items() if hold.pool == POOL}
         plan = reconcile_pool(self.pool, 1, self.pool_status, nodes, jobs, now, classified=classified, held=held,
-                              memo=self.memo)
+                              memo=self.memo,
+                              admission=admission(self.tenants, jobs) if self.tenants is not None else None)
         acted = bool(drains.actions) or plan.status != self.pool_status
         self.pool_status = plan.status
         for job, job_plan in zip(jobs, plan.jobs, strict=True):
