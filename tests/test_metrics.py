@@ -20,7 +20,8 @@ def exported() -> set[str]:
         names |= {s.name for s in family.samples} | {family.name}
     for metric in (metrics.JOBS, metrics.RESTARTS, metrics.RECOVERY, metrics.CARDS, metrics.FRAGMENTATION,
                    metrics.DRAINED, metrics.PASS_DURATION, metrics.PASS_ERRORS, metrics.APPLY_QUEUE,
-                   metrics.SETTLING, metrics.LOOP_LAG):
+                   metrics.SETTLING, metrics.LOOP_LAG, metrics.QUEUE_CARDS, metrics.QUEUE_JOBS, metrics.PREEMPTIONS,
+                   metrics.RECLAIM_LATENCY):
         for family in metric.describe():
             names.add(family.name)
     return names | {f"{n}_bucket" for n in names} | {f"{n}_total" for n in names}
@@ -31,7 +32,7 @@ def test_every_metric_the_dashboard_queries_is_exported() -> None:
     queried = {m for p in board["panels"] for t in p["targets"] for m in re.findall(r"cardpool_\w+", t["expr"])}
     queried |= set(re.findall(r"cardpool_\w+", json.dumps(board["templating"])))
     assert queried and queried <= exported(), queried - exported()
-    assert len(board["panels"]) == 7
+    assert len(board["panels"]) == 9
 
 
 def test_a_pass_and_a_restart_become_figures() -> None:
@@ -60,3 +61,31 @@ def test_a_pass_and_a_restart_become_figures() -> None:
     metrics.record_job("m", restarted, again.jobs[0], NOW + timedelta(seconds=30))
     assert REGISTRY.get_sample_value("cardpool_recovery_seconds_count", {"pool": "m"}) == count + 1
     assert REGISTRY.get_sample_value("cardpool_recovery_seconds_sum", {"pool": "m"}) >= 30
+
+
+def test_a_reclaim_becomes_a_preemption_and_the_claims_latency() -> None:
+    from dataclasses import replace
+    from datetime import timedelta
+
+    from cardpool.api.trainingjob import Phase
+    from cardpool.core.pool import reconcile_pool
+    from cardpool.core.tenants import admission, tenants
+
+    from .core.test_reclaim import NODES, NOW, POOL, queues, running, waiting
+
+    jobs = [running("a1", 0, 4, saved_minutes_ago=30), running("a2", 4, 4, saved_minutes_ago=2), waiting("b1", 4)]
+    plan = reconcile_pool(POOL, 1, None, NODES, jobs, NOW, admission=admission(tenants(queues()), jobs))
+    plans = {p.job: p for p in plan.jobs}
+    before = REGISTRY.get_sample_value("cardpool_preemptions_total", {"pool": "m", "queue": "a",
+                                                                      "reason": "Reclaimed"}) or 0
+    metrics.record_job("m", jobs[1], plans["a/a2"], NOW, "a")
+    metrics.record_job("m", jobs[2], plans["b/b1"], NOW, "b")
+    assert REGISTRY.get_sample_value("cardpool_preemptions_total", {"pool": "m", "queue": "a",
+                                                                    "reason": "Reclaimed"}) == before + 1
+    # 25 s later the cards are back and its attempt is placed
+    later = replace(plans["b/b1"], status=plans["b/b1"].status.model_copy(update={
+        "phase": Phase.STARTING, "conditions": []}))
+    count = REGISTRY.get_sample_value("cardpool_reclaim_seconds_count", {"queue": "b"}) or 0
+    metrics.record_job("m", jobs[2], later, NOW + timedelta(seconds=25), "b")
+    assert REGISTRY.get_sample_value("cardpool_reclaim_seconds_count", {"queue": "b"}) == count + 1
+    assert REGISTRY.get_sample_value("cardpool_reclaim_seconds_sum", {"queue": "b"}) >= 25

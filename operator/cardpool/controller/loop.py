@@ -492,7 +492,7 @@ class Controller:
         if plan.status_changed:
             def write() -> None:
                 self.expectations.wrote(key, effects.write_job_status(kube, job, plan.status))
-                metrics.record_job(pool_name, job, plan, now)
+                metrics.record_job(pool_name, job, plan, now, self.queues.queue_of(job))
             stages.append([Task(f"status of {key}", status_priority(job, plan), write)])
         after: list[Task] = []
         after += [Task(f"delete pod {ns}/{pod}", DELETE_PRIORITY, lambda p=pod: effects.delete_pod(kube, ns, p))

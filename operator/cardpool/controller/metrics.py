@@ -1,8 +1,10 @@
 """Prometheus metrics of the operator, read off each pool pass's plan (what was decided, never re-derived):
 jobs by phase, restarts by reason, time to recover, cards and fragmentation per group, drained nodes; the
-passes' own duration and errors, the applier's queue, the event loop's lag (and, in cardpool.kube.budget,
-API requests by verb, resource and code). Served by prometheus-client on CARDPOOL_METRICS_PORT (default 9464;
-0 turns it off). Counters and histograms start from zero when the operator starts, as usual for Prometheus.
+passes' own duration and errors, the applier's queue, the event loop's lag; per tenant queue its cards
+(guaranteed, used, borrowed, lent), jobs, preemptions by reason and reclaim latency (and, in
+cardpool.kube.budget, API requests by verb, resource and code). Served by prometheus-client on
+CARDPOOL_METRICS_PORT (default 9464; 0 turns it off). Counters and histograms start from zero when the
+operator starts, as usual for Prometheus.
 """
 
 from __future__ import annotations
@@ -36,6 +38,16 @@ PASS_DURATION = Histogram("cardpool_pass_duration_seconds", "Duration of a pass:
 PASS_ERRORS = Counter("cardpool_reconcile_errors_total", "Pool passes or job effects that failed", ["pool"])
 APPLY_QUEUE = Gauge("cardpool_apply_queue_tasks", "API calls handed over by passes and not yet done")
 SETTLING = Gauge("cardpool_settling_jobs", "Jobs whose effects are in flight or not yet seen in the watch", ["pool"])
+QUEUE_CARDS = Gauge("cardpool_queue_cards", "Cards per tenant queue, accelerator model and state (guaranteed, "
+                    "used, borrowed, lent), as the queue's status says", ["queue", "model", "state"])
+QUEUE_JOBS = Gauge("cardpool_queue_jobs", "Jobs per tenant queue holding cards (running) or waiting",
+                   ["queue", "state"])
+PREEMPTIONS = Counter("cardpool_preemptions_total", "Attempts stopped on purpose to give cards to other jobs, by "
+                      "pool, the stopped job's queue and reason (Reclaimed: lent cards taken back; Migrated: "
+                      "defragmentation)", ["pool", "queue", "reason"])
+RECLAIM_LATENCY = Histogram("cardpool_reclaim_seconds", "From a job starting to wait for lent cards its queue takes "
+                            "back to its attempt being placed, by queue", ["queue"],
+                            buckets=(5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600))
 LOOP_LAG = Gauge("cardpool_event_loop_lag_seconds", "How late the operator's asyncio loop last woke up (the "
                  "liveness probe is answered on it)")
 
@@ -65,9 +77,23 @@ def record_pass(pool: str, plan: PoolPlan) -> None:
         DRAINED.labels(pool, group.name).set(group.draining_nodes)
 
 
-def record_job(pool: str, job: ObservedJob, plan: JobPlan, now: datetime) -> None:
-    """A job's transition, once its status write has succeeded (a refused write is decided again)."""
+_claims: dict[str, datetime] = {}
+"""Jobs waiting for reclaim -> since when (this process saw it begin)."""
+
+
+def record_job(pool: str, job: ObservedJob, plan: JobPlan, now: datetime, queue: str | None = None) -> None:
+    """A job's transition, once its status write has succeeded (a refused write is decided again). `queue`: its
+    tenant queue, if any."""
     before, after = job.status, plan.status
+    ended = after.history[-1] if after.history else None
+    if ended is not None and ended.end_reason in ("Reclaimed", "Migrated") and ended.end_time == now and (
+            not before.history or before.history[-1].end_time is None):
+        PREEMPTIONS.labels(pool, queue or "", ended.end_reason).inc()
+    reason = next((c.reason for c in after.conditions if c.type == "Ready"), "")
+    if reason == "WaitingForReclaim":
+        _claims.setdefault(job.key, now)
+    elif (since := _claims.pop(job.key, None)) is not None and after.phase == Phase.STARTING:
+        RECLAIM_LATENCY.labels(queue or "").observe((now - since).total_seconds())
     live = (Phase.STARTING, Phase.RUNNING)
     if before.phase in live and after.phase not in live and after.last_failure is not None and (
             after.last_failure != before.last_failure):
@@ -79,3 +105,13 @@ def record_job(pool: str, job: ObservedJob, plan: JobPlan, now: datetime) -> Non
 
 def count_error(pool: str) -> None:
     PASS_ERRORS.labels(pool).inc()
+
+
+def record_queues(statuses: dict) -> None:
+    """Each tenant queue's figures, from the status the pass computed for it."""
+    for name, status in statuses.items():
+        for m in status.models:
+            for state in ("guaranteed", "used", "borrowed", "lent"):
+                QUEUE_CARDS.labels(name, m.model, state).set(getattr(m, state))
+        QUEUE_JOBS.labels(name, "running").set(status.running_jobs)
+        QUEUE_JOBS.labels(name, "waiting").set(status.waiting_jobs)

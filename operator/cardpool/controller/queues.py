@@ -16,6 +16,7 @@ from cardpool.core.observed import ObservedJob
 from cardpool.core.quota import QueueAdmission
 from cardpool.kube import effects
 
+from . import metrics
 from .applier import Applier, Fenced, Priority, Task, Work
 from .expectations import Expectations, describe
 
@@ -71,7 +72,9 @@ class TenantQueues:
         if self.found is None:
             return
         specs = {n: (q.spec, q.generation, q.status) for n, q in self._parsed.items()}
-        for name, status in core.queue_statuses(specs, self.found, jobs, now).items():
+        statuses = core.queue_statuses(specs, self.found, jobs, now)
+        metrics.record_queues(statuses)
+        for name, status in statuses.items():
             queue, key = self._parsed[name], f"queue/{name}"
             if status == queue.status or self.applier.in_flight(key) or not self.expectations.settled(
                     key, mono, effects.version(queue.version)):
@@ -85,6 +88,9 @@ class TenantQueues:
             self.applier.submit(Work(key, [[Task(
                 f"status of queue {name}", Priority.NORMAL,
                 lambda n=name, s=status, k=key: self.expectations.wrote(k, self._write(n, s)))]], done))
+
+    def queue_of(self, job: ObservedJob) -> str | None:
+        return core.queue_of(job, self.found.namespaces) if self.found is not None else job.spec.queue
 
     def keys(self) -> set[str]:
         return {f"queue/{name}" for name in self._parsed}
