@@ -71,6 +71,7 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
     blocked: dict[str, JobRequest] = {}  # waiting for cards (not for quota, not unplaceable)
     order = queue_order(snapshot.pending, first)
     within = within_guarantee(order, tally) if tally is not None else set()
+    claims = {tally.queue(key) for key in within} if tally is not None else set()
     for job in fair_order(order, first, tally, within):
         if job.key == first:
             # the size the moves made room for: taking more would take the places found for the moved jobs,
@@ -79,7 +80,11 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
         if tally is None:
             placement = place(job, ledger, rates)
         else:
-            placement, refused, job = _place_within_quota(job, ledger, rates, tally, job.key in within)
+            # sized within its guarantee while another queue's job within its own waits too (a job stopped to
+            # give cards back must not come back larger and take them again); admissions may have used it up
+            guaranteed = job.key in within and bool(claims - {tally.queue(job.key)}) and not tally.would_borrow(
+                job.key, job.accelerators, job.min_workers * job.cards_per_worker)
+            placement, refused, job = _place_within_quota(job, ledger, rates, tally, guaranteed)
             if refused is not None:
                 waiting.append(refused)
                 continue
@@ -155,8 +160,8 @@ def _place_within_quota(job: JobRequest, ledger: Ledger, rates: dict[str, float]
     """(placement, None, job) where the job's queue allows it; (None, why, job) when its queue allows it on
     none of its models; (None, None, job) when the quota allows it but nothing fits now (`job` then as the
     reservation should see it: on the models its queue allows). An elastic job is sized to what its quota
-    allows (`guaranteed`: placed before the jobs that borrow, it is sized to stay within its queue's guarantee,
-    so a job stopped to give borrowed cards back never takes them back by coming back larger); a placement the
+    allows (`guaranteed`: placed before the jobs that borrow while other queues' jobs within their guarantee
+    wait too, it is sized to stay within its queue's guarantee); a placement the
     quota refuses (larger on a model with less room) is tried one model at a time."""
     models, refusal = tally.allowed(job.key, job.accelerators, job.min_workers * job.cards_per_worker)
     if refusal is not None:

@@ -131,5 +131,5 @@ def _candidate(job: ObservedJob, admission: QueueAdmission, quotas: Quotas, usag
     size = job.spec.workers.size
     shrinkable = (status.workers - size.min) * job.spec.workers.cards_per_worker if status.workers > size.min else 0
     saved = status.last_checkpoint.time if status.last_checkpoint else started
-    lost = cards * max((now - saved).total_seconds(), 0.0)
+    lost = cards * max((now - max(saved, started)).total_seconds(), 0.0)  # an attempt resumes from its save
     return Candidate(job.key, queue, model, cards, shrinkable, lost, job.spec.priority, started)
