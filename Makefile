@@ -67,6 +67,7 @@ bench: deps venv binaries
 	$(PY) -m clusterbench start
 	$(PY) -m clusterbench recovery
 	$(PY) -m cardpool.bench defrag
+	$(PY) -m cardpool.bench quota
 	$(PY) -m clusterbench scale
 	$(PY) -m localkube bench
 

@@ -1,11 +1,12 @@
 """GitOps on the real local cluster: kstatus (sigs.k8s.io/cli-utils, built from e2e/kstatus) and the Argo CD
-health checks (manifests/argocd/, in a real Lua interpreter) agree on every state of both kinds (a table over
-live jobs and pools where the operator can produce the state, statuses as cardpool.api.phases writes them for
+health checks (manifests/argocd/, in a real Lua interpreter) agree on every state of every kind (a table over
+live jobs, pools and queues where the operator can produce the state, statuses as cardpool.api.phases writes them for
 the rest); `kubectl diff` of an applied manifest shows no drift once the operator has reconciled (it writes
 only status); the kustomize base and overlays build, their admission policy naming the operator they install."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from cardpool.api.keys import GROUP, VERSION
 from cardpool.api.phases import KSTATUS, NEEDS_A_PERSON, conditions_for_phase
@@ -135,7 +137,7 @@ def stalled_by(reason: str) -> Callable[[dict], bool]:
 STATE_TIMEOUT = 30
 
 
-def test_kstatus_and_argo_cd_agree_on_every_state_of_both_kinds(kube: Kube, namespace: str, pool: str,
+def test_kstatus_and_argo_cd_agree_on_every_state_of_every_kind(kube: Kube, namespace: str, pool: str,
                                                                  tmp_path: Path) -> None:
     """A table: object state -> kstatus -> Argo CD, over live objects where the operator can produce the state
     and statuses written as cardpool.api.phases writes them for the rest."""
@@ -170,6 +172,8 @@ def test_kstatus_and_argo_cd_agree_on_every_state_of_both_kinds(kube: Kube, name
     created = {"TrainingJob": custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "trainingjobs", edit(
                    example(TORCH), {"spec.pool": pool, "metadata.name": "fresh", "spec.suspend": True, **small})),
                "CardPool": custom.create_cluster_custom_object(GROUP, VERSION, "cardpools", empty_pool)}
+    queues = {f"{pool}-q": {"quotas": [{"model": "H800", "guaranteed": 8}]},
+              f"{pool}-q-orphan": {"parent": f"{pool}-q-nobody"}}
     try:
         faults.complete_pod(kube.core, namespace, f"{jobs['done']}-a1-0")
         faults.fail_pod(kube.core, namespace, f"{jobs['failed']}-a1-0", exit_code=2)
@@ -179,6 +183,9 @@ def test_kstatus_and_argo_cd_agree_on_every_state_of_both_kinds(kube: Kube, name
 
         def cardpool(name: str) -> Callable[[], dict]:
             return lambda: custom.get_cluster_custom_object(GROUP, VERSION, "cardpools", name)
+
+        def tenantqueue(name: str) -> Callable[[], dict]:
+            return lambda: custom.get_cluster_custom_object(GROUP, VERSION, "tenantqueues", name)
 
         rows: list[Row] = []
         for key, state, reached, ks, argo, says in [
@@ -202,6 +209,17 @@ def test_kstatus_and_argo_cd_agree_on_every_state_of_both_kinds(kube: Kube, name
                             stalled_by("GroupWithoutNodes"))
         rows.append(Row("live pool: a group no node matches", "CardPool", body, "Failed", "Degraded",
                         "GroupWithoutNodes: no node matches the selector of group(s) nowhere", missed))
+
+        for name, spec in queues.items():
+            custom.create_cluster_custom_object(GROUP, VERSION, "tenantqueues", {
+                "apiVersion": f"{GROUP}/{VERSION}", "kind": "TenantQueue", "metadata": {"name": name}, "spec": spec})
+        body, missed = live(kube, f"TenantQueue {pool}-q: Ready", tenantqueue(f"{pool}-q"), lambda b: any(
+            c["type"] == "Ready" and c["status"] == "True" for c in (b.get("status") or {}).get("conditions", [])))
+        rows.append(Row("live queue: usable", "TenantQueue", body, "Current", "Healthy", "Admitting: ", missed))
+        body, missed = live(kube, f"TenantQueue {pool}-q-orphan: Stalled", tenantqueue(f"{pool}-q-orphan"),
+                            stalled_by("InvalidSpec"))
+        rows.append(Row("live queue: its parent does not exist", "TenantQueue", body, "Failed", "Degraded",
+                        f"InvalidSpec: spec.parent: no TenantQueue named {pool}-q-nobody", missed))
 
         running = rows[0].body
         for phase in Phase:  # every phase as the operator writes it, Restarting included
@@ -237,6 +255,9 @@ def test_kstatus_and_argo_cd_agree_on_every_state_of_both_kinds(kube: Kube, name
         assert not [r for r in rows if r.problems()], "state -> kstatus -> Argo CD:\n" + table
     finally:
         custom.delete_cluster_custom_object(GROUP, VERSION, "cardpools", f"{pool}-empty")
+        for name in queues:
+            with contextlib.suppress(ApiException):  # not created if the test failed before
+                custom.delete_cluster_custom_object(GROUP, VERSION, "tenantqueues", name)
 
 
 def test_an_applied_job_shows_no_drift_once_the_operator_has_reconciled(kube: Kube, namespace: str,
