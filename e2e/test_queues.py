@@ -34,12 +34,14 @@ def pool(kube: Kube, operator: Any, namespace: str) -> Iterator[str]:
 
 @pytest.fixture
 def queues(kube: Kube, namespace: str, pool: str) -> Iterator[tuple[str, str]]:
-    """Team A: 16 H800 cards guaranteed, may borrow 32 more; team B: 32 guaranteed. Deleted after the test's jobs
+    """Team A: 16 H800 cards guaranteed, may borrow 32 more; team B: 32 guaranteed; both admit the test's
+    namespace, whose jobs name theirs (spec.queue). Deleted after the test's jobs
     (the pool fixture's teardown, which waits for their pods, runs after this one's)."""
     custom = client.CustomObjectsApi(kube.api)
     names = (f"{namespace}-a"[:63], f"{namespace}-b"[:63])
-    specs = ({"quotas": [{"model": "H800", "guaranteed": 16, "borrowingLimit": 32}], "minRuntimeSeconds": 0},
-             {"quotas": [{"model": "H800", "guaranteed": 32}], "minRuntimeSeconds": 0})
+    specs = ({"quotas": [{"model": "H800", "guaranteed": 16, "borrowingLimit": 32}], "minRuntimeSeconds": 0,
+              "namespaces": [namespace]},
+             {"quotas": [{"model": "H800", "guaranteed": 32}], "minRuntimeSeconds": 0, "namespaces": [namespace]})
     for name, spec in zip(names, specs, strict=True):
         custom.create_cluster_custom_object(GROUP, VERSION, "tenantqueues", {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "TenantQueue", "metadata": {"name": name}, "spec": spec})

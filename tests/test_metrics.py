@@ -76,16 +76,17 @@ def test_a_reclaim_becomes_a_preemption_and_the_claims_latency() -> None:
     jobs = [running("a1", 0, 4, saved_minutes_ago=30), running("a2", 4, 4, saved_minutes_ago=2), waiting("b1", 4)]
     plan = reconcile_pool(POOL, 1, None, NODES, jobs, NOW, admission=admission(tenants(queues()), jobs))
     plans = {p.job: p for p in plan.jobs}
-    before = REGISTRY.get_sample_value("cardpool_preemptions_total", {"pool": "m", "queue": "a",
-                                                                      "reason": "Reclaimed"}) or 0
-    metrics.record_job("m", jobs[1], plans["a/a2"], NOW, "a")
-    metrics.record_job("m", jobs[2], plans["b/b1"], NOW, "b")
-    assert REGISTRY.get_sample_value("cardpool_preemptions_total", {"pool": "m", "queue": "a",
-                                                                    "reason": "Reclaimed"}) == before + 1
+    labels = {"pool": "metrics-test", "queue": "metrics-a", "reason": "Reclaimed"}
+    before = REGISTRY.get_sample_value("cardpool_preemptions_total", labels) or 0
+    metrics.record_job("metrics-test", jobs[1], plans["a/a2"], NOW, "metrics-a")
+    metrics.record_job("metrics-test", jobs[2], plans["b/b1"], NOW, "metrics-b")
+    assert REGISTRY.get_sample_value("cardpool_preemptions_total", labels) == before + 1
     # 25 s later the cards are back and its attempt is placed
     later = replace(plans["b/b1"], status=plans["b/b1"].status.model_copy(update={
         "phase": Phase.STARTING, "conditions": []}))
-    count = REGISTRY.get_sample_value("cardpool_reclaim_seconds_count", {"queue": "b"}) or 0
-    metrics.record_job("m", jobs[2], later, NOW + timedelta(seconds=25), "b")
-    assert REGISTRY.get_sample_value("cardpool_reclaim_seconds_count", {"queue": "b"}) == count + 1
-    assert REGISTRY.get_sample_value("cardpool_reclaim_seconds_sum", {"queue": "b"}) >= 25
+    queue = {"queue": "metrics-b"}
+    count = REGISTRY.get_sample_value("cardpool_reclaim_seconds_count", queue) or 0
+    total = REGISTRY.get_sample_value("cardpool_reclaim_seconds_sum", queue) or 0
+    metrics.record_job("metrics-test", jobs[2], later, NOW + timedelta(seconds=25), "metrics-b")
+    assert REGISTRY.get_sample_value("cardpool_reclaim_seconds_count", queue) == count + 1
+    assert REGISTRY.get_sample_value("cardpool_reclaim_seconds_sum", queue) - total == 25

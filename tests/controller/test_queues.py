@@ -90,3 +90,17 @@ def test_usage_counts_an_admission_the_watch_does_not_show_yet(monkeypatch: pyte
         assert not server.pods_of("second")
     finally:
         c.stop()
+
+
+def test_a_job_naming_a_queue_when_no_queue_exists_waits_saying_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast_retries(monkeypatch)
+    server = FakeServer()
+    server.add_pool()
+    server.add_job("typo", placement={"accelerators": ["H800"]}, queue="team-aa")
+    world = World(server)
+    c = world.controller()
+    try:
+        world.converge(c, 4)
+        assert ready(world, "typo") == ("Queued", "QueueNotFound", "spec.queue: no TenantQueue named team-aa")
+    finally:
+        c.stop()

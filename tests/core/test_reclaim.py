@@ -109,9 +109,10 @@ SCENARIOS = [
     ("a claim that would take its queue above its guarantee reclaims nothing",
      queues(), [running("a1", 0, 4), running("a2", 4, 4), waiting("b1", 5)],
      {"a1": ("Running", "Running"), "a2": ("Running", "Running")}),
-    ("cards lent within the guarantee of the borrower are not taken back",
-     queues(a={"quotas": [{"model": "H800", "guaranteed": 32}]}, b={"quotas": [{"model": "H800", "guaranteed": 16}]}),
-     [running("a1", 0, 4), waiting("b1", 4)], {"a1": ("Running", "Running")}),
+    ("cards a queue holds within its own guarantee are not taken back, even for a queue below its own",
+     queues(a={"quotas": [{"model": "H800", "guaranteed": 64}]}, b={"quotas": [{"model": "H800", "guaranteed": 16}]}),
+     [running("a1", 0, 4), running("a2", 4, 4), waiting("b1", 1)],
+     {"a1": ("Running", "Running"), "a2": ("Running", "Running"), "b1": ("Queued", "Reserved")}),
     ("a higher-priority borrower still gives back what it borrowed",
      queues(), [running("a1", 0, 4, priority=100, saved_minutes_ago=1), running("a2", 4, 4, priority=100,
                                                                                saved_minutes_ago=30),
@@ -180,3 +181,30 @@ def test_an_elastic_borrower_grows_only_as_far_as_its_queue_may_borrow() -> None
     growing = plan.jobs[0]
     assert growing.status.phase == Phase.RESTARTING
     assert growing.status.history[-1].end_reason == "GrowTo5"
+
+
+def three_queues() -> dict[str, TenantQueueSpec]:
+    """a and c borrow everything; b is guaranteed half of the pool."""
+    borrow = [{"model": "H800", "guaranteed": 0, "borrowingLimit": 64}]
+    return {"a": TenantQueueSpec.model_validate({"namespaces": ["a"], "quotas": borrow}),
+            "b": TenantQueueSpec.model_validate({"namespaces": ["b"], "quotas": [
+                {"model": "H800", "guaranteed": 32}]}),
+            "c": TenantQueueSpec.model_validate({"namespaces": ["c"], "quotas": borrow})}
+
+
+def test_two_claims_of_one_queue_take_back_no_more_than_its_guarantee() -> None:
+    c1 = replace(running("c1", 4, 4, saved_minutes_ago=1), namespace="c")
+    jobs = [running("a1", 0, 4, saved_minutes_ago=30), c1, waiting("b1", 4), waiting("b2", 4)]
+    out = decide(three_queues(), jobs)
+    stopped = [n for n in ("a1", "c1") if out[n] == ("Restarting", "Reclaimed")]
+    assert stopped == ["c1"], out  # the one whose save is newest; b2 waits for its turn
+
+
+def test_free_cards_in_pieces_too_small_for_a_worker_do_not_count_towards_a_claim() -> None:
+    """The borrower runs 8 workers of 4 cards, one per node: 32 cards are free, none of them a whole 8-card node."""
+    scattered = running("a1", 0, 8)
+    spec = scattered.spec.model_copy(deep=True)
+    spec.workers.cards_per_worker = 4
+    scattered = replace(scattered, spec=spec, pods=tuple(replace(p, cards=4) for p in scattered.pods))
+    out = decide(three_queues(), [scattered, waiting("b1", 1)])
+    assert out["a1"] == ("Restarting", "Reclaimed") and out["b1"] == ("Queued", "WaitingForReclaim"), out

@@ -20,7 +20,7 @@ NODES = [ObservedNode(f"h800-{i}", {"nvidia.com/gpu.product": "NVIDIA-H800"}, {"
                       {"nvidia.com/gpu": 8}, {"Ready": "True"}) for i in range(8)]  # 64 H800 cards
 
 
-def queue(parent: str | None = None, namespaces: tuple[str, ...] = (), guaranteed: int = 0,
+def queue(parent: str | None = None, namespaces: tuple[str, ...] = ("ns",), guaranteed: int = 0,
           borrowing: int | None = None, cap: int | None = None, weight: int = 1) -> TenantQueueSpec:
     quota = {"model": "H800", "guaranteed": guaranteed, "borrowingLimit": borrowing, "cap": cap}
     return TenantQueueSpec.model_validate({"parent": parent, "namespaces": list(namespaces), "weight": weight,
@@ -35,9 +35,6 @@ TREES = [
      {"a": "make a cycle", "b": "make a cycle"}),
     ("a queue under an unusable one cannot be used either", {"a": queue("nobody"), "b": queue("a")},
      {"a": "no TenantQueue named nobody", "b": "its ancestor a cannot be used"}),
-    ("a namespace mapped by two queues: the second by name is unusable",
-     {"a": queue(namespaces=("ml",)), "b": queue(namespaces=("ml", "cv"))},
-     {"b": "spec.namespaces: namespace ml is mapped by queue a already"}),
 ]
 
 
@@ -62,11 +59,21 @@ def named(name: str, namespace: str = "ns", queue_name: str | None = None, statu
 
 
 def test_a_job_names_its_queue_or_its_namespace_maps_to_one() -> None:
-    found = tenants({"a": queue(namespaces=("team-a",)), "b": queue()})
-    jobs = [named("by-name", "elsewhere", "b"), named("by-namespace", "team-a"), named("free", "elsewhere"),
+    """A namespace two queues admit maps to the first by name; a job may name the other."""
+    found = tenants({"a": queue(namespaces=("team-a",)), "b": queue(namespaces=("elsewhere", "team-a"))})
+    jobs = [named("by-name", "elsewhere", "b"), named("by-namespace", "team-a"), named("free", "nowhere"),
             named("name-wins", "team-a", "b")]
     assert admission(found, jobs).queue_of == {"elsewhere/by-name": "b", "team-a/by-namespace": "a",
                                                "team-a/name-wins": "b"}
+
+
+def test_a_job_may_not_use_a_queue_that_does_not_admit_its_namespace() -> None:
+    specs = {"a": queue(namespaces=("team-a",)), "b": queue(namespaces=("team-b",))}
+    jobs = [named("sneaky", "team-a", "b", workers=1)]
+    plan = reconcile_pool(POOL, 1, None, NODES, jobs, NOW, admission=admission(tenants(specs), jobs))
+    ready = next(c for c in plan.jobs[0].status.conditions if c.type == "Ready")
+    assert (plan.jobs[0].status.phase, ready.reason) == (Phase.QUEUED, "QueueNotAllowed")
+    assert ready.message == "spec.queue: queue b does not admit jobs of namespace team-a (its spec.namespaces)"
 
 
 def pass_with(specs: dict, jobs: list) -> dict:
@@ -146,3 +153,15 @@ def test_a_job_its_quota_allows_but_the_pool_cannot_place_says_how_much_room_the
     phase, reason, message = pass_with(specs, jobs)["wants"]
     assert (phase, reason) == (Phase.QUEUED, "Reserved")
     assert message.endswith("free now: room for 2 on H800 (workers of 8 cards)"), message
+
+
+def test_a_queues_jobs_go_before_borrowers_only_as_far_as_its_guarantee_reaches() -> None:
+    """b is guaranteed one node and has eight one-node jobs; a's job of four nodes has the higher priority:
+    b's first job goes first (within its guarantee), then a's, then b's others as far as the cards go."""
+    specs = {"a": queue(namespaces=("a",)), "b": queue(namespaces=("b",), guaranteed=8)}
+    high = named("high", "a", workers=4)
+    high = replace(high, spec=high.spec.model_copy(update={"priority": 100}))
+    jobs = [named(f"b{i}", "b", workers=1) for i in range(8)] + [high]
+    out = pass_with(specs, jobs)
+    assert out["high"][0] == Phase.STARTING
+    assert sum(out[f"b{i}"][0] == Phase.STARTING for i in range(8)) == 4

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from cardpool.api.tenantqueue import TenantQueueSpec
 from cardpool.bench.quota import POOL
 from cardpool.sim.trainer import TrainerModel
-from cardpool.sim.world import JobTrace, World, fleet
+from cardpool.sim.world import NAMESPACE, JobTrace, World, fleet
 
 NODES = 8
 MIN_RUNTIME_S = 60
@@ -41,7 +41,7 @@ class Recorded(World):
 
 def queues(guarantees: tuple[int, int]) -> dict[str, TenantQueueSpec]:
     return {name: TenantQueueSpec.model_validate({
-        "minRuntimeSeconds": MIN_RUNTIME_S, "maxReclaimsPerHour": PER_HOUR,
+        "minRuntimeSeconds": MIN_RUNTIME_S, "maxReclaimsPerHour": PER_HOUR, "namespaces": [NAMESPACE],
         "quotas": [{"model": "H800", "guaranteed": g, "borrowingLimit": NODES * 8 - g}]})
         for name, g in zip(("a", "b"), guarantees, strict=True)}
 
@@ -52,7 +52,8 @@ def traces(seed: int, jobs: int) -> list[JobTrace]:
     for i in range(jobs):
         workers = rng.randint(1, 4)
         elastic = rng.random() < 0.4
-        out.append(JobTrace(f"j{i}", rng.uniform(0, 4 * 3600), 8, 1 if elastic else workers, workers, ("H800",),
+        cards = rng.choice((4, 8, 8))  # half-node workers too: free cards can come in pieces
+        out.append(JobTrace(f"j{i}", rng.uniform(0, 4 * 3600), cards, 1 if elastic else workers, workers, ("H800",),
                             int(rng.expovariate(1 / 3600)) + 60, 1.0, priority=rng.choice((0, 0, 10)),
                             queue=rng.choice(("a", "b"))))
     return sorted(out, key=lambda t: t.arrival_s)
@@ -65,6 +66,7 @@ def test_reclaim_never_loops_nor_exceeds_its_limits(seed: int, jobs: int, split:
     world = Recorded(POOL, fleet(POOL, {"h800": NODES}), workload, TRAINER, None, 8 * 3600, seed,
                      sample_every_s=600.0, queues=queues(split))
     world.run()
+    assert sum(r.first_placed is not None for r in world.records.values()) >= len(workload) // 2, "jobs ran"
     pairs = {(victim, claimant) for _, victim, claimant in world.stops}
     assert not {(a, b) for a, b in pairs if (b, a) in pairs}, "two jobs took cards back from each other"
     for t, victim, _ in world.stops:

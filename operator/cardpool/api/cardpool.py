@@ -301,7 +301,8 @@ class Disruption(ApiModel):
 
     since: datetime
     """When the operator first saw it."""
-    nodes: list[str] = Field(default_factory=list, json_schema_extra={"x-kubernetes-list-type": "set"})
+    nodes: list[str] = Field(default_factory=list, max_length=20000, json_schema_extra={
+        "x-kubernetes-list-type": "set"})
     """The pool's nodes still out of contact."""
     receding_since: datetime | None = None
     """When half of the pool or less was still out of contact: the rest are held until the grace after it."""

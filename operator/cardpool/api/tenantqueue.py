@@ -48,8 +48,9 @@ class TenantQueueSpec(ApiModel):
     """Share of surplus cards (beyond guarantees), relative to the other queues' weights."""
     namespaces: list[str] = Field(default_factory=list, max_length=256, json_schema_extra={
         "x-kubernetes-list-type": "set", "items": {"type": "string", "pattern": DNS_LABEL, "maxLength": 63}})
-    """Namespaces whose jobs belong to this queue unless they name one (spec.queue). A namespace may map to
-    one queue only."""
+    """Namespaces whose jobs may use this queue (naming it in spec.queue); a job naming no queue uses the first
+    queue by name that lists its namespace. A job naming a queue that does not list its namespace waits
+    (QueueNotAllowed)."""
     quotas: list[ModelQuota] = Field(default_factory=list, max_length=32, json_schema_extra={
         "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["model"]})
     """Per accelerator model; a model not listed has no guarantee and no limit here."""

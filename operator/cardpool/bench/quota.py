@@ -30,7 +30,7 @@ from cardpool.api.cardpool import CardPoolSpec
 from cardpool.api.tenantqueue import TenantQueueSpec
 from cardpool.core.lifecycle import RECLAIMED
 from cardpool.sim.trainer import TrainerModel
-from cardpool.sim.world import JobTrace, World, fleet
+from cardpool.sim.world import NAMESPACE, JobTrace, World, fleet
 
 NODES = 32
 GUARANTEE = 128
@@ -46,7 +46,7 @@ POOL = CardPoolSpec.model_validate({
 def queues(borrowing: bool) -> dict[str, TenantQueueSpec]:
     limit = GUARANTEE if borrowing else 0
     return {name: TenantQueueSpec.model_validate({
-        "minRuntimeSeconds": 120, "maxReclaimsPerHour": 2,
+        "minRuntimeSeconds": 120, "maxReclaimsPerHour": 2, "namespaces": [NAMESPACE],
         "quotas": [{"model": "H800", "guaranteed": GUARANTEE, "borrowingLimit": limit}]})
         for name in ("steady", "bursty")}
 

@@ -190,6 +190,7 @@ class Controller:
         self._own_drains.clear()
         self.checks.forget()
         self.queues.forget()
+        metrics.keep_claims(set())
         self._dirty.set()
         if self.was_leading:
             log.warning("leadership lost: %d queued API calls dropped", dropped)
@@ -227,13 +228,14 @@ class Controller:
         except Exception:
             log.exception("the node pass failed")
             held = {}
-        latest = self._decided_jobs(observed) if self.queues.observe(observed.queues) is not None else {}
+        named = any(j.spec.queue for jobs in observed.jobs.values() for j in jobs)
+        latest = self._decided_jobs(observed) if self.queues.observe(observed.queues, named) is not None else {}
         for name in sorted(pools):
             try:
                 plan = self._pool_pass(name, pools[name], observed, classified[name], disruptions[name],
                                        held.get(name, {}), now, mono, self.queues.admission(latest.values()))
                 for job_plan in plan.jobs if latest else ():  # the next pool's admission counts these
-                    if (job := latest.get(job_plan.job)) is not None and job.status is not job_plan.status:
+                    if job_plan.status_changed and (job := latest.get(job_plan.job)) is not None:
                         latest[job_plan.job] = replace(job, status=job_plan.status)
                 if plan.recheck_at is not None:
                     next_due.append(mono + max((plan.recheck_at - now).total_seconds(), 0.0))
@@ -339,7 +341,7 @@ class Controller:
         return held
 
     def _node_busy(self, name: str, node: ObservedNode | None, mono: float) -> bool:
-        if self.applier.in_flight(f"node/{name}"):
+        if self.applier.in_flight(f"node:{name}"):
             return True
         acted = self._nodes_acted.get(name)
         return acted is not None and acted[0] is node and mono - acted[1] < NODE_RETRY_S
@@ -364,7 +366,7 @@ class Controller:
                 log.warning("%s failed: %s", task.name, describe(error))
             self._nodes_acted.pop(name, None)  # decided again on what the watch shows now
 
-        self.applier.submit(Work(f"node/{name}", [[task]], done))
+        self.applier.submit(Work(f"node:{name}", [[task]], done))
 
     def _decided_jobs(self, observed: Observations) -> dict[str, ObservedJob]:
         """Every job with the status last decided for it (written, or being written, but not seen yet): what the
@@ -379,7 +381,7 @@ class Controller:
     def _pool_previous(self, name: str, pool: _Pool, mono: float) -> tuple[bool, CardPoolStatus | None]:
         """Whether the pool's status write is still in flight or unseen, and the status to decide from: the one
         written and awaited then, else the one observed."""
-        key = f"pool/{name}"
+        key = f"cardpool:{name}"
         settling = self.applier.in_flight(key) or not self.expectations.settled(
             key, mono, effects.version(pool.version))
         return settling, (self.expectations.overlay(key) if settling else None) or pool.status
@@ -548,7 +550,7 @@ class Controller:
 
     def _submit_pool(self, name: str, pool: _Pool, plan: PoolPlan, previous: CardPoolStatus | None,
                      chained: list[Work], now: datetime, mono: float) -> None:
-        key, kube = f"pool/{name}", self.kube
+        key, kube = f"cardpool:{name}", self.kube
         stages: list[list[Task]] = []
         changed = plan.status != previous
         if changed:
@@ -608,11 +610,12 @@ class Controller:
 
     def _forget_gone(self, observed: Observations) -> None:
         present = {j.key for jobs in observed.jobs.values() for j in jobs}
-        present |= {f"pool/{name}" for name in observed.pools} | self.queues.keys()
+        present |= {f"cardpool:{name}" for name in observed.pools} | self.queues.keys()
         gone = [k for k in self.expectations.open_keys() if k not in present and not self.applier.in_flight(k)]
         if gone:
             self.expectations.forget(gone)
         self.checks.keep_only(present)
+        metrics.keep_claims(present)
         for name in list(self._memos):
             if name not in observed.pools:
                 del self._memos[name]

@@ -108,10 +108,20 @@ def count_error(pool: str) -> None:
 
 
 def record_queues(statuses: dict) -> None:
-    """Each tenant queue's figures, from the status the pass computed for it."""
+    """Each tenant queue's figures, from the status the pass computed for it (a queue or model gone is gone
+    from the figures too)."""
+    QUEUE_CARDS.clear()
+    QUEUE_JOBS.clear()
     for name, status in statuses.items():
         for m in status.models:
             for state in ("guaranteed", "used", "borrowed", "lent"):
                 QUEUE_CARDS.labels(name, m.model, state).set(getattr(m, state))
         QUEUE_JOBS.labels(name, "running").set(status.running_jobs)
         QUEUE_JOBS.labels(name, "waiting").set(status.waiting_jobs)
+
+
+def keep_claims(jobs: set[str]) -> None:
+    """Forget the claims of jobs that are gone (or all, on losing leadership: `jobs` empty)."""
+    for key in list(_claims):
+        if key not in jobs:
+            _claims.pop(key, None)

@@ -40,8 +40,9 @@ class TenantQueues:
         self._unreadable: set[str] = set()
         self.found: core.Tenants | None = None
 
-    def observe(self, bodies: Mapping[str, dict]) -> core.Tenants | None:
-        """The queues of this pass (None when there are none: no job is limited)."""
+    def observe(self, bodies: Mapping[str, dict], named: bool = False) -> core.Tenants | None:
+        """The queues of this pass; None when there are none and no job names one (`named`): no job is
+        limited. A job naming a queue when none exists waits, saying so."""
         out = {}
         for name, body in bodies.items():
             meta = body.get("metadata", {})
@@ -60,7 +61,7 @@ class TenantQueues:
                 self._unreadable.discard(name)
             out[name] = known
         self._parsed = out
-        self.found = core.tenants({n: q.spec for n, q in out.items()}) if out else None
+        self.found = core.tenants({n: q.spec for n, q in out.items()}) if out or named else None
         return self.found
 
     def admission(self, jobs: Iterable[ObservedJob]) -> QueueAdmission | None:
@@ -70,12 +71,13 @@ class TenantQueues:
     def write_statuses(self, jobs: Iterable[ObservedJob], now: datetime, mono: float) -> None:
         """Each queue's status, written when it changed and no write of it is awaited."""
         if self.found is None:
+            metrics.record_queues({})
             return
         specs = {n: (q.spec, q.generation, q.status) for n, q in self._parsed.items()}
         statuses = core.queue_statuses(specs, self.found, jobs, now)
         metrics.record_queues(statuses)
         for name, status in statuses.items():
-            queue, key = self._parsed[name], f"queue/{name}"
+            queue, key = self._parsed[name], f"tenantqueue:{name}"
             if status == queue.status or self.applier.in_flight(key) or not self.expectations.settled(
                     key, mono, effects.version(queue.version)):
                 continue
@@ -93,7 +95,7 @@ class TenantQueues:
         return core.queue_of(job, self.found.namespaces) if self.found is not None else job.spec.queue
 
     def keys(self) -> set[str]:
-        return {f"queue/{name}" for name in self._parsed}
+        return {f"tenantqueue:{name}" for name in self._parsed}
 
     def forget(self) -> None:
         self._parsed.clear()

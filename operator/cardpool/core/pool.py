@@ -411,16 +411,16 @@ def fragmented_since(spec: CardPoolSpec, previous: CardPoolStatus | None, queue:
     return out
 
 
-def free_by_model(snapshot: Snapshot, queue: QueuePlan) -> dict[str, int]:
-    """Cards of each model free for new workers once the pass's admissions are placed."""
+def free_by_model(snapshot: Snapshot, queue: QueuePlan) -> dict[str, list[int]]:
+    """Per model, each schedulable node's free cards once the pass's admissions are placed."""
     free = snapshot.free()
-    out: dict[str, int] = {}
-    for node in snapshot.nodes:
-        if node.healthy and node.schedulable:
-            out[node.model] = out.get(node.model, 0) + free.get(node.name, 0)
     for placement in queue.admitted:
-        for model, cards in placement.cards_by_model().items():
-            out[model] = out.get(model, 0) - cards
+        for node, cards in placement.cards_on().items():
+            free[node] = free.get(node, 0) - cards
+    out: dict[str, list[int]] = {}
+    for node in snapshot.nodes:
+        if node.healthy and node.schedulable and free.get(node.name, 0) > 0:
+            out.setdefault(node.model, []).append(free[node.name])
     return out
 
 

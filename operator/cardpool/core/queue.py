@@ -15,7 +15,7 @@ admits (its nodeSelector, required node affinity and tolerations, core.constrain
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -71,7 +71,8 @@ def schedule(snapshot: Snapshot, first: str | None = None, admission: QueueAdmis
     blocked: dict[str, JobRequest] = {}  # waiting for cards (not for quota, not unplaceable)
     order = queue_order(snapshot.pending, first)
     within = within_guarantee(order, tally) if tally is not None else set()
-    claims = {tally.queue(key) for key in within} if tally is not None else set()
+    claims = {q for key in within if (q := tally.queue(key)) in tally.admission.quotas.queues} \
+        if tally is not None else set()
     for job in fair_order(order, first, tally, within):
         if job.key == first:
             # the size the moves made room for: taking more would take the places found for the moved jobs,
@@ -134,11 +135,20 @@ def fair_order(order: list[JobRequest], first: str | None, tally: Tally | None,
     within = within_guarantee(order, tally) if within is None else within
     yield from (j for j in order if j.key == first)
     rest = [j for j in order if j.key != first]
-    for part in ([j for j in rest if j.key in within], [j for j in rest if j.key not in within]):
-        yield from _fair_lanes(part, tally)
+    deferred: list[JobRequest] = []
+
+    def borrows_now(job: JobRequest) -> bool:  # the admissions so far may have used its queue's guarantee up
+        return tally.would_borrow(job.key, job.accelerators, job.min_workers * job.cards_per_worker)
+    yield from _fair_lanes([j for j in rest if j.key in within], tally, borrows_now, deferred)
+    rank = {j.key: i for i, j in enumerate(rest)}
+    borrowers = sorted(deferred + [j for j in rest if j.key not in within], key=lambda j: rank[j.key])
+    yield from _fair_lanes(borrowers, tally)
 
 
-def _fair_lanes(order: list[JobRequest], tally: Tally) -> Iterator[JobRequest]:
+def _fair_lanes(order: list[JobRequest], tally: Tally, defer: Callable[[JobRequest], bool] | None = None,
+                deferred: list[JobRequest] | None = None) -> Iterator[JobRequest]:
+    """Within a priority, the head of the queue holding the least surplus for its weight first; a job `defer`
+    says no longer belongs here goes to `deferred` instead."""
     start = 0
     while start < len(order):
         level = -order[start].priority
@@ -149,7 +159,11 @@ def _fair_lanes(order: list[JobRequest], tally: Tally) -> Iterator[JobRequest]:
             end += 1
         while lanes:
             lane = min(lanes, key=lambda q: (tally.share_of(q), lanes[q][0].submitted or _EPOCH, lanes[q][0].key))
-            yield lanes[lane].popleft()
+            job = lanes[lane].popleft()
+            if defer is not None and deferred is not None and defer(job):
+                deferred.append(job)
+            else:
+                yield job
             if not lanes[lane]:
                 del lanes[lane]
         start = end

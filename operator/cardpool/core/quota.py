@@ -1,7 +1,8 @@
 """Tenant quotas, decided: whether a waiting job's queue allows it now, in which order surplus goes to the
 queues, and which borrowers give cards back when a queue below its guarantee waits. Pure. The pool's queue
 (core.queue.schedule) admits by quota and placement together when given a QueueAdmission, which the pool pass
-builds from the TenantQueue objects (core.tenants); nothing carries out `reclaim` yet.
+builds from the TenantQueue objects (core.tenants); core.reclaim calls `reclaim` and core.lifecycle carries its
+stops out.
 
 Queues form a tree (an organisation, its teams). Each queue has, per accelerator model, a guaranteed number of
 cards, a borrowing limit (how far above its guarantee it may go) and a cap; a weight for sharing surplus. A
@@ -203,7 +204,13 @@ def reclaim(quotas: Quotas, usage: Usage, claimant: str, model: str, needed: int
         victims.append((c.key, give, how))
         lendable[c.queue] = room - give
         freed += give
-    return Reclaim(tuple(victims)) if freed >= needed else None
+    if freed < needed:
+        return None
+    for victim in reversed(list(victims)):  # one chosen later may have made an earlier one unneeded
+        if freed - victim[1] >= needed:
+            victims.remove(victim)
+            freed -= victim[1]
+    return Reclaim(tuple(victims))
 
 
 @dataclass(frozen=True)
@@ -227,6 +234,8 @@ class QueueAdmission:
     """queue -> why its spec cannot be used: its jobs wait saying so."""
     protection: Mapping[str, Protection] = field(default_factory=dict)
     """queue -> how its running jobs are protected from reclaim (default: Protection())."""
+    allowed: Mapping[str, frozenset[str]] | None = None
+    """queue -> the namespaces whose jobs may use it (None: any)."""
 
     def tally(self) -> Tally:
         return Tally(self, self.quotas.rolled_up(self.held))
@@ -250,17 +259,23 @@ class Tally:
         queue = self.admission.queue_of.get(job)
         if queue is None:
             return None
-        if (missing := self.missing(queue)) is not None:
+        if (missing := self.missing(queue, job)) is not None:
             return missing
         for model, cards in cards_by_model.items():
             if (refusal := self.admission.quotas.allows(self.usage, queue, model, cards)) is not None:
                 return refusal
         return None
 
-    def missing(self, queue: str) -> Refusal | None:
-        """Why a queue that does not exist or cannot be used admits nothing; None when it can."""
+    def missing(self, queue: str, job: str) -> Refusal | None:
+        """Why the job cannot use the queue (it does not exist, cannot be used, or does not admit the job's
+        namespace); None when it can."""
+        allowed = self.admission.allowed
+        namespace = job.split("/", 1)[0]
         if queue in self.admission.quotas.queues:
-            return None
+            if allowed is None or namespace in allowed.get(queue, frozenset()):
+                return None
+            return Refusal(queue, "QueueNotAllowed", f"spec.queue: queue {queue} does not admit jobs of namespace "
+                                                     f"{namespace} (its spec.namespaces)")
         if (why := self.admission.unusable.get(queue)) is not None:
             return Refusal(queue, "QueueUnusable", f"queue {queue} cannot be used: {why}")
         return Refusal(queue, "QueueNotFound", f"spec.queue: no TenantQueue named {queue}")
@@ -269,7 +284,7 @@ class Tally:
         """The job's models on which its queue allows `cards` (its minimum), in its order of preference; with
         none, the refusal for its first model."""
         queue = self.admission.queue_of.get(job)
-        if queue is not None and (missing := self.missing(queue)) is not None:
+        if queue is not None and (missing := self.missing(queue, job)) is not None:
             return (), missing
         refusals = {m: self.refuses(job, {m: cards}) for m in models}
         allowed = tuple(m for m in models if refusals[m] is None)

@@ -37,10 +37,11 @@ class ReclaimPlan:
     """Claimant job key -> its wait, saying whom it waits for."""
 
 
-def plan_reclaim(admission: QueueAdmission, queue: QueuePlan, jobs: list[ObservedJob], free: Mapping[str, int],
-                 now: datetime) -> ReclaimPlan:
-    """`jobs`: the pool's jobs that may be decided now; `free`: the cards of each model free once this pass's
-    admissions are placed (a claim takes back only what they do not cover)."""
+def plan_reclaim(admission: QueueAdmission, queue: QueuePlan, jobs: list[ObservedJob],
+                 free: Mapping[str, list[int]], now: datetime) -> ReclaimPlan:
+    """`jobs`: the pool's jobs that may be decided now; `free`: per model, each schedulable node's free cards
+    once this pass's admissions are placed (a claim takes back only what whole workers of its shape there do
+    not cover)."""
     plan = ReclaimPlan()
     quotas = admission.quotas
     tally = admission.tally()
@@ -49,8 +50,7 @@ def plan_reclaim(admission: QueueAdmission, queue: QueuePlan, jobs: list[Observe
     usage = tally.usage
     by_key = {j.key: j for j in jobs}
     freeing = _being_given_back(jobs)
-    for model, cards in free.items():
-        freeing[model] = freeing.get(model, 0) + cards
+    spare = {model: list(cards) for model, cards in free.items()}
     candidates = [c for j in jobs if (c := _candidate(j, admission, quotas, usage, now)) is not None]
     for wait in queue.waiting:
         job = by_key.get(wait.job)
@@ -65,9 +65,13 @@ def plan_reclaim(admission: QueueAdmission, queue: QueuePlan, jobs: list[Observe
                       if quotas.below_guarantee(usage, claimant, m, need)), None)
         if model is None:
             continue
-        coming = min(freeing.get(model, 0), need)
-        freeing[model] = freeing.get(model, 0) - coming
+        cards = job.spec.workers.cards_per_worker
+        coming = _take(spare.get(model, []), cards, need // cards) * cards
+        returning = min(freeing.get(model, 0), need - coming)
+        freeing[model] = freeing.get(model, 0) - returning
+        coming += returning
         if coming >= need:
+            _claimed(usage, quotas, claimant, model, need)
             if _giving_back(jobs):
                 plan.waits[wait.job] = replace(wait, reason="WaitingForReclaim", message=(
                     f"{wait.message}; queue {claimant} is below its guarantee of {model}: waiting for the cards "
@@ -76,6 +80,7 @@ def plan_reclaim(admission: QueueAdmission, queue: QueuePlan, jobs: list[Observe
         found = reclaim(quotas, usage, claimant, model, need - coming, candidates, now, timedelta(0))
         if found is None:
             continue
+        _claimed(usage, quotas, claimant, model, need)
         victims = []
         for key, cards, how in found.victims:
             victim = next(c for c in candidates if c.key == key)
@@ -89,6 +94,23 @@ def plan_reclaim(admission: QueueAdmission, queue: QueuePlan, jobs: list[Observe
             f"{wait.message}; queue {claimant} is below its guarantee of {model}: taking back lent cards from "
             f"{', '.join(victims)} (a graceful save, then they stop)"))
     return plan
+
+
+def _claimed(usage: dict[str, dict[str, int]], quotas: Quotas, queue: str, model: str, cards: int) -> None:
+    """The claim will hold these cards: the next claim of the queue (or its ancestors) sees them."""
+    for node in quotas.path(queue):
+        usage[node.name][model] = usage[node.name].get(model, 0) + cards
+
+
+def _take(free: list[int], cards: int, workers: int) -> int:
+    """Workers of `cards` cards taken from the nodes' free cards (at most `workers`); `free` is updated."""
+    taken = 0
+    for i, room in enumerate(free):
+        while room >= cards and taken < workers:
+            room -= cards
+            taken += 1
+        free[i] = room
+    return taken
 
 
 def _giving_back(jobs: list[ObservedJob]) -> bool:

@@ -1,11 +1,12 @@
 """From the TenantQueue objects and the jobs to what the pools' queue passes need (core.quota's QueueAdmission)
 and to each queue's status. Pure.
 
-A queue whose spec cannot be used (its parent missing or unusable, a cycle of parents, a namespace another
-queue maps already) admits nothing: its status says why (Stalled, naming the field), and its jobs wait saying
-the same; the other queues are not affected. Usage is what the jobs' status records (their placement, set
-before any pod exists and cleared the moment an attempt ends), so quota is released as soon as an attempt
-stops, and a crash loses nothing."""
+A job may use a queue only from a namespace the queue lists (spec.namespaces, as a Kueue LocalQueue grants a
+namespace a ClusterQueue); a job naming none uses the first queue by name that lists its namespace. A queue
+whose spec cannot be used (its parent missing or unusable, a cycle of parents) admits nothing: its status says
+why (Stalled, naming the field), and its jobs wait saying the same; the other queues are not affected. Usage
+is what the jobs' status records (their placement, set before any pod exists and cleared the moment an attempt
+ends), so quota is released as soon as an attempt stops, and a crash loses nothing."""
 
 from __future__ import annotations
 
@@ -31,22 +32,17 @@ class Tenants:
     quotas: Quotas
     """The usable queues."""
     namespaces: Mapping[str, str]
-    """namespace -> the queue its jobs belong to unless they name one."""
+    """namespace -> the queue its jobs belong to unless they name one: the first usable queue by name whose
+    spec.namespaces lists it."""
     unusable: Mapping[str, str]
     """queue -> why its spec cannot be used (a message naming the field)."""
     protection: Mapping[str, Protection] = field(default_factory=dict)
+    allowed: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """queue -> the namespaces whose jobs may use it (spec.namespaces)."""
 
 
 def tenants(specs: Mapping[str, TenantQueueSpec]) -> Tenants:
     unusable: dict[str, str] = {}
-    claimed: dict[str, str] = {}
-    for name in sorted(specs):
-        for namespace in specs[name].namespaces:
-            if namespace in claimed:
-                unusable[name] = (f"spec.namespaces: namespace {namespace} is mapped by queue {claimed[namespace]} "
-                                  f"already; a namespace may map to one queue only")
-                break
-            claimed[namespace] = name
     for name in sorted(specs):  # its own parent missing, or on a cycle of parents
         seen, node = [name], specs[name]
         if node.parent is not None and node.parent not in specs:
@@ -68,10 +64,15 @@ def tenants(specs: Mapping[str, TenantQueueSpec]) -> Tenants:
     usable = [TenantQueue(name, {q.model: Limit(q.guaranteed, q.borrowing_limit, q.cap) for q in spec.quotas},
                           spec.parent, float(spec.weight))
               for name, spec in sorted(specs.items()) if name not in unusable]
-    namespaces = {ns: q for ns, q in claimed.items() if q not in unusable}
+    namespaces: dict[str, str] = {}
+    for name in sorted(specs):  # a namespace's default: the first usable queue by name that admits it
+        for namespace in specs[name].namespaces:
+            if name not in unusable:
+                namespaces.setdefault(namespace, name)
+    allowed = {name: frozenset(spec.namespaces) for name, spec in specs.items()}
     protection = {name: Protection(timedelta(seconds=spec.min_runtime_seconds), spec.max_reclaims_per_hour)
                   for name, spec in specs.items()}
-    return Tenants(Quotas(usable), namespaces, unusable, protection)
+    return Tenants(Quotas(usable), namespaces, unusable, protection, allowed)
 
 
 def queue_of(job: ObservedJob, namespaces: Mapping[str, str]) -> str | None:
@@ -100,7 +101,7 @@ def admission(found: Tenants, jobs: Iterable[ObservedJob]) -> QueueAdmission:
             mine = held.setdefault(queue, {})
             for model, cards in held_cards(job).items():
                 mine[model] = mine.get(model, 0) + cards
-    return QueueAdmission(found.quotas, queue_for, held, found.unusable, found.protection)
+    return QueueAdmission(found.quotas, queue_for, held, found.unusable, found.protection, found.allowed)
 
 
 def queue_statuses(specs: Mapping[str, tuple[TenantQueueSpec, int, TenantQueueStatus | None]], found: Tenants,
