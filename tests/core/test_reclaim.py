@@ -208,3 +208,15 @@ def test_free_cards_in_pieces_too_small_for_a_worker_do_not_count_towards_a_clai
     scattered = replace(scattered, spec=spec, pods=tuple(replace(p, cards=4) for p in scattered.pods))
     out = decide(three_queues(), [scattered, waiting("b1", 1)])
     assert out["a1"] == ("Restarting", "Reclaimed") and out["b1"] == ("Queued", "WaitingForReclaim"), out
+
+
+def test_a_big_gang_is_not_starved_by_a_stream_of_another_tenants_small_jobs() -> None:
+    """Team a runs six one-node jobs on the eight nodes and keeps submitting more; b's four-node gang, within
+    b's guarantee, goes first: it takes lent cards back, and none of a's new small jobs takes the two free nodes."""
+    specs = queues(a={"quotas": [{"model": "H800", "guaranteed": 16, "borrowingLimit": 48}]})
+    jobs = [running(f"a{i}", i, 1, saved_minutes_ago=5 + i) for i in range(6)]
+    jobs += [waiting(f"small{i}", 1, namespace="a") for i in range(4)] + [waiting("gang", 4)]
+    out = decide(specs, jobs)
+    assert out["gang"] == ("Queued", "WaitingForReclaim"), out["gang:message"]
+    assert not [n for n in out if n.startswith("small") and ":" not in n and out[n][0] != "Queued"]
+    assert sum(out[f"a{i}"] == ("Restarting", "Reclaimed") for i in range(6)) == 2
