@@ -23,7 +23,9 @@ from manifests import DELETE, edit, example
 
 EXAMPLES = sorted((REPO / "manifests" / "examples").glob("*.yaml"))
 MODELS = {"CardPool": CardPool, "TrainingJob": TrainingJob, "Checkpoint": Checkpoint}
-PLURALS = {"CardPool": "cardpools", "TrainingJob": "trainingjobs", "Checkpoint": "checkpoints"}
+PLURALS = {"CardPool": "cardpools", "TrainingJob": "trainingjobs", "Checkpoint": "checkpoints",
+           "TenantQueue": "tenantqueues"}
+CLUSTER_SCOPED = ("CardPool", "TenantQueue")
 
 
 def checkpoint(name: str = "ckpt-1", **spec) -> dict:
@@ -32,11 +34,17 @@ def checkpoint(name: str = "ckpt-1", **spec) -> dict:
                      "worldSize": 32, **spec}}
 
 
+def tenantqueue(name: str = "team-a", **spec) -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TenantQueue", "metadata": {"name": name},
+            "spec": {"parent": "research", "namespaces": ["team-a"],
+                     "quotas": [{"model": "H800", "guaranteed": 16, "borrowingLimit": 16, "cap": 64}], **spec}}
+
+
 def create(kube: Kube, obj: dict, namespace: str, dry_run: bool = True) -> dict:
     api = client.CustomObjectsApi(kube.api)
     plural = PLURALS[obj["kind"]]
     kwargs = {"dry_run": "All"} if dry_run else {}
-    if obj["kind"] == "CardPool":
+    if obj["kind"] in CLUSTER_SCOPED:
         return api.create_cluster_custom_object(GROUP, VERSION, plural, obj, field_validation="Strict", **kwargs)
     return api.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, obj, field_validation="Strict",
                                                **kwargs)
@@ -67,7 +75,7 @@ class Invalid:
     expect: list[str] = field(default_factory=list)
 
 
-JOB, POOL, CKPT = "job-pytorch-homogeneous.yaml", "pool-mixed-vendor.yaml", "checkpoint"
+JOB, POOL, CKPT, QUEUE = "job-pytorch-homogeneous.yaml", "pool-mixed-vendor.yaml", "checkpoint", "tenantqueue"
 W = "spec.workers"
 T = f"{W}.template.spec"
 C = f"{T}.containers"
@@ -263,17 +271,29 @@ INVALID = [
     # ---- Checkpoint
     Invalid("checkpoint-negative-step", CKPT, {"spec.step": -1}, ["spec.step", "greater than or equal to 0"]),
     Invalid("checkpoint-zero-world", CKPT, {"spec.worldSize": 0}, ["spec.worldSize", "greater than or equal to 1"]),
+    # ---- TenantQueue
+    Invalid("queue-cap-below-guarantee", QUEUE, {"spec.quotas.0.cap": 8},
+            ["spec.quotas[0].cap", "quotas[].cap must be at least quotas[].guaranteed"]),
+    Invalid("queue-own-parent", QUEUE, {"spec.parent": "team-a"},
+            ["spec.parent must name another queue, not the queue itself"]),
+    Invalid("queue-negative-guarantee", QUEUE, {"spec.quotas.0.guaranteed": -1},
+            ["spec.quotas[0].guaranteed", "greater than or equal to 0"]),
+    Invalid("queue-zero-weight", QUEUE, {"spec.weight": 0}, ["spec.weight", "greater than or equal to 1"]),
+    Invalid("queue-model-twice", QUEUE, {"spec.quotas": [{"model": "H800"}, {"model": "H800"}]},
+            ["spec.quotas[1]", "Duplicate value"]),
+    Invalid("queue-bad-namespace", QUEUE, {"spec.namespaces": ["Team_A"]}, ["spec.namespaces[0]", "should match"]),
+    Invalid("job-bad-queue-name", JOB, {"spec.queue": "Team A"}, ["spec.queue", "should match"]),
 ]
 
 
 def base_object(name: str) -> dict:
-    return checkpoint() if name == CKPT else example(name)
+    return checkpoint() if name == CKPT else tenantqueue() if name == QUEUE else example(name)
 
 
 @pytest.mark.parametrize("case", INVALID, ids=lambda c: c.id)
 def test_invalid_manifest_is_refused_naming_the_field(kube: Kube, crds: list[str], namespace: str, case: Invalid):
     obj = edit(base_object(case.base), case.changes)
-    if obj["kind"] == "CardPool" and "metadata.name" not in case.changes:
+    if obj["kind"] in CLUSTER_SCOPED and "metadata.name" not in case.changes and case.base != QUEUE:
         obj["metadata"]["name"] = f"{namespace}-{case.id}"[:63]
     with pytest.raises(ApiException) as refused:
         create(kube, obj, namespace)
