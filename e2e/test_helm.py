@@ -35,7 +35,7 @@ RELEASE = "cardpool"
 RELEASE_LABELS = {"helm.sh/chart": f"cardpool-{__version__}", "app.kubernetes.io/instance": RELEASE,
                   "app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/version": __version__}
 KEEP = {"helm.sh/resource-policy": "keep"}
-CRDS = ["cardpools.cardpool.io", "checkpoints.cardpool.io", "trainingjobs.cardpool.io"]
+CRDS = ["cardpools.cardpool.io", "checkpoints.cardpool.io", "tenantqueues.cardpool.io", "trainingjobs.cardpool.io"]
 # By design only in the kustomize install: a chart does not own its release namespace unless asked
 # (namespace.create; `helm install --create-namespace` makes it otherwise). The ServiceMonitor is only in the
 # chart, and off by default: the kustomize install cannot assume the Prometheus Operator's CRDs.
@@ -180,7 +180,7 @@ def test_the_chart_follows_its_values(helm: Helm) -> None:
     writers = objects[("ValidatingAdmissionPolicy", "", "status-writers.cardpool.io")]["spec"]["variables"]
     assert writers == [{"name": "operator", "expression": "'system:serviceaccount:ml-ops:cardpool-operator'"}]
     crds = [o for (kind, _, _), o in objects.items() if kind == "CustomResourceDefinition"]
-    assert len(crds) == 3 and not any(o["metadata"].get("annotations") for o in crds)
+    assert len(crds) == len(CRDS) and not any(o["metadata"].get("annotations") for o in crds)
     # off switches
     off = helm.template("--set", "crds.install=false,podDisruptionBudget.enabled=false,metrics.service.enabled=false")
     assert not {kind for kind, _, _ in off} & {"CustomResourceDefinition", "PodDisruptionBudget", "Service"}
