@@ -15,6 +15,7 @@ from datetime import datetime
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from cardpool.api.trainingjob import Phase
+from cardpool.core.lifecycle import MIGRATED, RECLAIMED
 from cardpool.core.observed import ObservedJob
 from cardpool.core.plan import JobPlan
 from cardpool.core.pool import PoolPlan
@@ -86,7 +87,7 @@ def record_job(pool: str, job: ObservedJob, plan: JobPlan, now: datetime, queue:
     tenant queue, if any."""
     before, after = job.status, plan.status
     ended = after.history[-1] if after.history else None
-    if ended is not None and ended.end_reason in ("Reclaimed", "Migrated") and ended.end_time == now and (
+    if ended is not None and ended.end_reason in (RECLAIMED, MIGRATED) and ended.end_time == now and (
             not before.history or before.history[-1].end_time is None):
         PREEMPTIONS.labels(pool, queue or "", ended.end_reason).inc()
     reason = next((c.reason for c in after.conditions if c.type == "Ready"), "")

@@ -313,21 +313,22 @@ def _start_timed_out(d: _Decision, live: _Live) -> Outcome | None:
 def _moved(d: _Decision, live: _Live) -> Outcome | None:
     if d.migrate is None or not live.all_running:
         return None
-    d.stop_attempt(MIGRATED, planned=True)
-    d.status.restarts.uncounted += 1
-    message = f"attempt {d.status.attempt} stops with a graceful save: {d.migrate}"
-    d.plan.events.append(Event("Normal", "Migrating", message))
-    return Phase.RESTARTING, "Migrating", message
+    return _planned_stop(d, MIGRATED, "Migrating", f"stops with a graceful save: {d.migrate}")
 
 
 def _reclaimed(d: _Decision, live: _Live) -> Outcome | None:
     if d.reclaim is None or not live.all_running:
         return None
-    d.stop_attempt(RECLAIMED, planned=True)
+    return _planned_stop(d, RECLAIMED, "Reclaimed", f"stops with a graceful save and waits in its queue: {d.reclaim}")
+
+
+def _planned_stop(d: _Decision, end_reason: str, reason: str, what: str) -> Outcome:
+    """The attempt stops on purpose, with a graceful save, to restart elsewhere or later (not counted)."""
+    d.stop_attempt(end_reason, planned=True)
     d.status.restarts.uncounted += 1
-    message = f"attempt {d.status.attempt} stops with a graceful save and waits in its queue: {d.reclaim}"
-    d.plan.events.append(Event("Normal", "Reclaimed", message))
-    return Phase.RESTARTING, "Reclaimed", message
+    message = f"attempt {d.status.attempt} {what}"
+    d.plan.events.append(Event("Normal", reason, message))
+    return Phase.RESTARTING, reason, message
 
 
 def _grown(d: _Decision, live: _Live) -> Outcome | None:

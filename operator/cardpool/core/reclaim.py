@@ -50,6 +50,7 @@ def plan_reclaim(admission: QueueAdmission, queue: QueuePlan, jobs: list[Observe
     usage = tally.usage
     by_key = {j.key: j for j in jobs}
     freeing = _being_given_back(jobs)
+    giving_back = any(freeing.values())
     spare = {model: list(cards) for model, cards in free.items()}
     candidates = [c for j in jobs if (c := _candidate(j, admission, quotas, usage, now)) is not None]
     for wait in queue.waiting:
@@ -72,7 +73,7 @@ def plan_reclaim(admission: QueueAdmission, queue: QueuePlan, jobs: list[Observe
         coming += returning
         if coming >= need:
             _claimed(usage, quotas, claimant, model, need)
-            if _giving_back(jobs):
+            if giving_back:
                 plan.waits[wait.job] = replace(wait, reason="WaitingForReclaim", message=(
                     f"{wait.message}; queue {claimant} is below its guarantee of {model}: waiting for the cards "
                     f"lent to other queues to come back (their jobs save and stop)"))
@@ -111,10 +112,6 @@ def _take(free: list[int], cards: int, workers: int) -> int:
             taken += 1
         free[i] = room
     return taken
-
-
-def _giving_back(jobs: list[ObservedJob]) -> bool:
-    return any(j.pods and j.status.history and j.status.history[-1].end_reason == RECLAIMED for j in jobs)
 
 
 def _being_given_back(jobs: list[ObservedJob]) -> dict[str, int]:
